@@ -1,0 +1,94 @@
+"""Shared fixtures: store URLs on local disk, memory:// and a real moto S3 server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+BUCKET = "wspace-test"
+
+
+@dataclass
+class S3Server:
+    """A moto S3 server on 127.0.0.1 (real HTTP)."""
+
+    endpoint: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """Start ``moto_server`` on a free port of 127.0.0.1 and create the test bucket."""
+    import boto3
+
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    deadline = time.time() + 30
+    while True:
+        try:
+            client.create_bucket(Bucket=BUCKET)
+            break
+        except Exception:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("moto server did not start") from None
+            time.sleep(0.2)
+    options = {"endpoint_url": endpoint, "key": "testing", "secret": "testing",
+               "client_kwargs": {"region_name": "us-east-1"}}
+    try:
+        yield S3Server(endpoint=endpoint, options=options)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@dataclass
+class StoreSpot:
+    """Where a test's store lives: its URL and the storage options to reach it."""
+
+    kind: str
+    url: str
+    options: dict[str, Any] | None = None
+
+
+@pytest.fixture(params=["local", "memory", pytest.param("s3", marks=pytest.mark.s3)])
+def spot(request: pytest.FixtureRequest, tmp_path: Any) -> StoreSpot:
+    """A fresh store location on local disk, memory:// or S3 (moto)."""
+    name = f"zoo-{uuid.uuid4().hex[:10]}.zarr"
+    if request.param == "local":
+        return StoreSpot("local", str(tmp_path / name))
+    if request.param == "memory":
+        return StoreSpot("memory", f"memory://{name}")
+    server = request.getfixturevalue("s3_server")
+    return StoreSpot("s3", f"s3://{BUCKET}/{name}", dict(server.options))
+
+
+@pytest.fixture
+def s3_spot(s3_server: S3Server) -> StoreSpot:
+    """A fresh store location on the moto S3 server."""
+    return StoreSpot("s3", f"s3://{BUCKET}/zoo-{uuid.uuid4().hex[:10]}.zarr",
+                     dict(s3_server.options))

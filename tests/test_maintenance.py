@@ -1,0 +1,111 @@
+"""Compaction, verification and corruption reporting."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import wspace
+from wspace.architectures import lenet5_layout
+from wspace.testing import assert_rows_equal, tiny_weights, tiny_zoo
+
+LAYOUT = lenet5_layout()
+
+
+def test_compact_merges_segments_and_keeps_every_row(spot):
+    tiny_zoo(spot.url, 9, writers=3, steps=[1, 2], storage_options=spot.options)
+    before = wspace.open(spot.url, storage_options=spot.options)
+    report = wspace.info(spot.url, storage_options=spot.options)
+    assert report["archs"]["lenet5"]["live_segments"] == 3
+    assert wspace.compact(spot.url, storage_options=spot.options) == {"lenet5": 18}
+    after = wspace.open(spot.url, storage_options=spot.options)
+    assert wspace.info(spot.url, storage_options=spot.options)["archs"]["lenet5"][
+        "live_segments"] == 1
+    assert after.models.equals(before.models)
+    assert_rows_equal(after.values, before.values)  # the old zoo still reads its segments
+    assert wspace.compact(spot.url, storage_options=spot.options) == {}  # already compact
+    # appends continue on top of the archive; the archive chunks layers by bytes
+    with wspace.writer(spot.url, storage_options=spot.options) as w:
+        w.append(tiny_weights(99, LAYOUT.size), model="late", seed=99)
+    zoo = wspace.open(spot.url, storage_options=spot.options)
+    assert len(zoo) == 19 and zoo.models["model"].iloc[-1] == "late"
+    dense_1 = zoo.layer("dense_1").data.chunks[0]
+    conv2d_2 = zoo.layer("conv2d_2").data.chunks[0]
+    assert dense_1[0] == 18 and conv2d_2[0] == 5  # ~1 MiB per chunk of each layer
+
+
+def test_compaction_racing_a_writer_loses_nothing(tmp_path):
+    url = tiny_zoo(str(tmp_path / "z.zarr"), 4)
+    w = wspace.writer(url, commit_every=1)
+    w.append(tiny_weights(10, LAYOUT.size), model="during_0", seed=10)
+    wspace.compact(url)
+    w.append(tiny_weights(11, LAYOUT.size), model="during_1", seed=11)
+    w.close()
+    zoo = wspace.open(url)
+    assert zoo.models["model"].tolist() == ["church_0", "tench_1", "church_2", "tench_3",
+                                            "during_0", "during_1"]
+    for i, seed in enumerate(zoo.models["seed"]):
+        assert_rows_equal(zoo.row(i), tiny_weights(int(seed), LAYOUT.size))
+
+
+def _chunk_files(url: str, layer_index: int) -> list[Path]:
+    return sorted(Path(url).glob(f"archs/lenet5/seg/*/w{layer_index:03d}/c/*/0"))
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
+def test_corrupt_chunk_is_reported_by_model_and_layer(tmp_path, damage):
+    url = tiny_zoo(str(tmp_path / "z.zarr"), 30, segment_rows=10)
+    chunk = _chunk_files(url, 2)[1]  # conv2d_2, rows 10-19
+    data = bytearray(chunk.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+        chunk.write_bytes(bytes(data))
+    elif damage == "truncate":
+        chunk.write_bytes(bytes(data[: len(data) // 3]))
+    else:
+        os.remove(chunk)
+    zoo = wspace.open(url)
+    with pytest.raises(wspace.CorruptDataError, match="conv2d_2.*church_10") as info:
+        zoo.sel(model="church_10").values
+    assert url in str(info.value)
+    with pytest.raises(wspace.CorruptDataError):
+        zoo.layer("conv2d_2").values
+    # other models, and other layers of the damaged models, stay readable
+    assert_rows_equal(zoo.sel(model="church_0").values[0], tiny_weights(0, LAYOUT.size))
+    assert_rows_equal(zoo.sel(model="tench_21").values[0], tiny_weights(21, LAYOUT.size))
+    good = zoo.sel(model="church_10").layer("dense").values[0]
+    assert_rows_equal(good, tiny_weights(10, LAYOUT.size)[LAYOUT.layer_slice("dense")])
+    report = wspace.verify(url)
+    assert not report.ok
+    assert [(p.item, p.rows) for p in report.problems] == [("conv2d_2", (10, 20))]
+    assert report.damaged_models == sorted(
+        f"{'church' if i % 2 == 0 else 'tench'}_{i}" for i in range(10, 20))
+
+
+def test_corrupt_commit_record_is_a_clear_error(tmp_path):
+    url = tiny_zoo(str(tmp_path / "z.zarr"), 2)
+    record = sorted(Path(url, "_log").glob("*.json"))[-1]
+    record.write_bytes(b"{not json")
+    with pytest.raises(wspace.CorruptDataError, match="commit record .* is corrupt"):
+        wspace.open(url)
+
+
+def test_verify_clean_store_counts_chunks(tmp_path):
+    url = tiny_zoo(str(tmp_path / "z.zarr"), 25, segment_rows=10)
+    report = wspace.verify(url)
+    assert report.ok and report.chunks_checked == 5 * 3
+
+
+def test_info_reports_bytes_and_layout(tmp_path):
+    url = tiny_zoo(str(tmp_path / "z.zarr"), 6, writers=2)
+    summary = wspace.info(url)
+    arch = summary["archs"]["lenet5"]
+    assert arch["rows"] == 6 and arch["models"] == 6 and arch["params"] == 91_481
+    assert arch["layout"]["tensor"].tolist()[:2] == ["conv2d/weight", "conv2d/bias"]
+    assert summary["bytes_raw"] == 6 * 91_481 * 4
+    assert 0 < summary["bytes_stored"]
+    assert summary["codec"] == "blosc-zstd"
+    assert np.isfinite(summary["ratio"])

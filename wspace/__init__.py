@@ -1,0 +1,112 @@
+"""wspace: a weight-space storage engine and query library for neural-network model zoos.
+
+>>> import wspace
+>>> from wspace.testing import tiny_zoo
+>>> zoo = wspace.open(tiny_zoo("memory://doc-init", n_models=4))
+>>> zoo.sel(cls="church").layer("dense_1").shape
+(2, 85)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from wspace import errors
+from wspace.errors import (
+    ArchitectureNotFoundError,
+    CommitConflictError,
+    CoordinateNotFoundError,
+    CorruptDataError,
+    DTypeError,
+    DuplicateModelError,
+    LayerNotFoundError,
+    ModelNotFoundError,
+    NonFiniteWeightsError,
+    ReadOnlyStoreError,
+    SchemaMismatchError,
+    StoreExistsError,
+    StoreNotFoundError,
+    TensorNotFoundError,
+    WspaceError,
+)
+from wspace.layout import Layout, TensorSpec
+from wspace.store import (
+    StoreLike,
+    VerifyReport,
+    Writer,
+    add_arch,
+    compact,
+    create,
+    info,
+    verify,
+    writer,
+)
+from wspace.store.reader import open_store
+from wspace.zoo import Zoo
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArchitectureNotFoundError",
+    "CommitConflictError",
+    "CoordinateNotFoundError",
+    "CorruptDataError",
+    "DTypeError",
+    "DuplicateModelError",
+    "LayerNotFoundError",
+    "Layout",
+    "ModelNotFoundError",
+    "NonFiniteWeightsError",
+    "ReadOnlyStoreError",
+    "SchemaMismatchError",
+    "StoreExistsError",
+    "StoreLike",
+    "StoreNotFoundError",
+    "TensorNotFoundError",
+    "TensorSpec",
+    "VerifyReport",
+    "WspaceError",
+    "Writer",
+    "Zoo",
+    "__version__",
+    "add_arch",
+    "compact",
+    "create",
+    "errors",
+    "info",
+    "open",
+    "verify",
+    "writer",
+]
+
+
+def open(  # noqa: A001 - the natural name, as xarray.open_dataset / zarr.open
+    url: StoreLike,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    arch: str | None = None,
+) -> Zoo:
+    """Open a store as a lazy :class:`Zoo`.
+
+    Reads the commit log and the (small) metadata columns; weights stay on storage until
+    computed.
+
+    Parameters
+    ----------
+    url
+        Local path, fsspec URL (``s3://bucket/zoo.zarr``, ``memory://zoo``) or zarr store.
+    storage_options
+        fsspec options, e.g. ``{"endpoint_url": ..., "key": ..., "secret": ...}`` for S3.
+    arch
+        Architecture group to open; by default the only one.
+
+    Examples
+    --------
+    >>> import wspace
+    >>> from wspace.testing import tiny_zoo
+    >>> zoo = wspace.open(tiny_zoo("memory://doc-open", n_models=3))
+    >>> len(zoo), zoo.layout.size
+    (3, 91481)
+    """
+    return open_store(url, storage_options=storage_options).zoo(arch)

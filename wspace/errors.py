@@ -1,0 +1,105 @@
+"""The wspace exception hierarchy.
+
+Every error raised on purpose by wspace derives from :class:`WspaceError`, and each subclass
+also inherits the matching builtin (``KeyError``, ``ValueError``, ``OSError``, ...) so that code
+written against plain Python conventions keeps working.  Messages name what the user must look
+at: the store URL, the model, the layer or tensor.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArchitectureNotFoundError",
+    "CommitConflictError",
+    "CoordinateNotFoundError",
+    "CorruptDataError",
+    "DTypeError",
+    "DuplicateModelError",
+    "LayerNotFoundError",
+    "ModelNotFoundError",
+    "NonFiniteWeightsError",
+    "ReadOnlyStoreError",
+    "SchemaMismatchError",
+    "StoreExistsError",
+    "StoreNotFoundError",
+    "TensorNotFoundError",
+    "WspaceError",
+    "WspaceWarning",
+]
+
+
+class WspaceError(Exception):
+    """Root of every error wspace raises on purpose."""
+
+    def __str__(self) -> str:
+        # KeyError's str() quotes its argument; keep messages readable for all subclasses.
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+
+class WspaceWarning(UserWarning):
+    """Root of wspace's warnings (turned into errors in wspace's own tests)."""
+
+
+class StoreNotFoundError(WspaceError, FileNotFoundError):
+    """No wspace store exists at the URL."""
+
+
+class StoreExistsError(WspaceError, FileExistsError):
+    """A store already exists where one was to be created."""
+
+
+class ReadOnlyStoreError(WspaceError, PermissionError):
+    """A write was attempted on a store opened read-only."""
+
+
+class SchemaMismatchError(WspaceError, ValueError):
+    """Weights or metadata do not fit the store's layout or column types."""
+
+
+class DTypeError(WspaceError, TypeError):
+    """Weights of a non-floating dtype were given."""
+
+
+class NonFiniteWeightsError(WspaceError, ValueError):
+    """NaN or infinite weights were given where they are refused."""
+
+
+class DuplicateModelError(WspaceError, ValueError):
+    """A row with the same ``model`` (and ``step``) is already in the store."""
+
+
+class LayerNotFoundError(WspaceError, KeyError):
+    """The named layer is not part of the layout."""
+
+
+class TensorNotFoundError(WspaceError, KeyError):
+    """The named tensor is not part of the layout."""
+
+
+class ArchitectureNotFoundError(WspaceError, KeyError):
+    """The named architecture group is not in the store."""
+
+
+class CoordinateNotFoundError(WspaceError, KeyError):
+    """A metadata column, or a value of it, does not exist in the zoo."""
+
+
+class ModelNotFoundError(WspaceError, KeyError):
+    """No row of the zoo has the requested model name."""
+
+
+class CorruptDataError(WspaceError, OSError):
+    """Stored bytes failed their checksum or could not be decoded."""
+
+
+class CommitConflictError(WspaceError, RuntimeError):
+    """A commit could not be published because of concurrent commits."""
+
+
+def listing(values: object, limit: int = 20) -> str:
+    """Format the first ``limit`` of ``values`` for an error message (``a, b, ... (N in all)``)."""
+    items = [str(v) for v in values]  # type: ignore[attr-defined]
+    shown = ", ".join(repr(v) for v in items[:limit])
+    if len(items) > limit:
+        shown += f", ... ({len(items)} in all)"
+    return shown or "(none)"

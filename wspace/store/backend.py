@@ -1,0 +1,224 @@
+"""URL -> zarr store, and the few raw object operations the engine needs beyond zarr.
+
+wspace reads and writes chunks through zarr.  The commit log needs three more things from the
+storage: whole-object reads, listing, and an **atomic create-if-absent** (the only primitive the
+concurrency protocol relies on).  This module provides them for the stores wspace supports:
+
+* local directories (zarr ``LocalStore``): temp file + ``os.link``, which fails if the target
+  exists, so the record appears complete or not at all;
+* fsspec URLs (zarr ``FsspecStore``): ``pipe_file(..., mode="create")``, which s3fs sends as a
+  ``PUT`` with ``If-None-Match: *`` (honoured by AWS S3 and moto); ``memory://`` checks and sets
+  under the interpreter lock;
+* zarr's ``MemoryStore``; and any zarr ``WrapperStore`` around one of these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import zarr
+from zarr.abc.store import Store
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+from zarr.storage import FsspecStore, LocalStore, MemoryStore, WrapperStore
+
+from wspace.errors import ReadOnlyStoreError, WspaceError
+
+__all__ = ["Backend", "StoreLike", "resolve"]
+
+StoreLike: TypeAlias = "str | os.PathLike[str] | Store"
+"""What every wspace entry point accepts: a path, an fsspec URL, or a zarr store object."""
+
+
+def _is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+def _local_path(url: str) -> Path:
+    return Path(url[len("file://") :] if url.startswith("file://") else url).expanduser()
+
+
+@dataclass
+class Backend:
+    """A resolved store: the zarr store plus the raw operations the commit log needs.
+
+    Parameters
+    ----------
+    store
+        The zarr store holding the wspace group at its root.
+    url
+        The location as the user gave it, used in error messages.
+    read_only
+        Whether writes are refused.
+    """
+
+    store: Store
+    url: str
+    read_only: bool = False
+
+    # -- raw objects -------------------------------------------------------------------------
+    def read(self, key: str) -> bytes | None:
+        """Whole object at ``key``, or ``None`` when it does not exist."""
+        buf = sync(self.store.get(key, prototype=default_buffer_prototype()))
+        return None if buf is None else buf.to_bytes()
+
+    def read_many(self, keys: Iterable[str]) -> list[bytes | None]:
+        """Objects at ``keys``, fetched concurrently."""
+        keys = list(keys)
+        if not keys:
+            return []
+        proto = default_buffer_prototype()
+
+        async def fetch() -> list[Any]:
+            return list(await asyncio.gather(*(self.store.get(k, prototype=proto) for k in keys)))
+
+        return [None if b is None else b.to_bytes() for b in sync(fetch())]
+
+    def write(self, key: str, data: bytes) -> None:
+        """Write (or overwrite) the object at ``key``."""
+        self.check_writable()
+        sync(self.store.set(key, default_buffer_prototype().buffer.from_bytes(data)))
+
+    def exists(self, key: str) -> bool:
+        """Whether an object exists at ``key``."""
+        return bool(sync(self.store.exists(key)))
+
+    def list_dir(self, prefix: str) -> list[str]:
+        """Names (not paths) of the direct children of ``prefix``, sorted."""
+
+        async def collect() -> list[str]:
+            return [name async for name in self.store.list_dir(prefix)]
+
+        return sorted(sync(collect()))
+
+    def list_prefix(self, prefix: str) -> list[str]:
+        """Keys of every object under ``prefix``."""
+
+        async def collect() -> list[str]:
+            return [key async for key in self.store.list_prefix(prefix)]
+
+        return sorted(sync(collect()))
+
+    def delete_dir(self, prefix: str) -> None:
+        """Delete every object under ``prefix``."""
+        self.check_writable()
+        sync(self.store.delete_dir(prefix))
+
+    def create_if_absent(self, key: str, data: bytes) -> bool:
+        """Atomically create ``key`` with ``data``; ``False`` if it already existed.
+
+        The object becomes visible complete or not at all, and of several concurrent callers
+        for the same key exactly one gets ``True``.
+        """
+        self.check_writable()
+        return _create_if_absent(self.store, key, data)
+
+    def size_under(self, prefix: str) -> int:
+        """Total bytes stored under ``prefix``."""
+        inner = _unwrap(self.store)
+        if isinstance(inner, LocalStore):
+            root = Path(inner.root) / prefix
+            return sum(
+                (Path(d) / f).stat().st_size for d, _, files in os.walk(root) for f in files
+            )
+        if isinstance(inner, FsspecStore):
+            path = f"{inner.path.rstrip('/')}/{prefix}".rstrip("/")
+            try:
+                return int(sync(inner.fs._du(path, total=True)))
+            except FileNotFoundError:
+                return 0
+        if isinstance(inner, MemoryStore):
+            return sum(len(v) for k, v in inner._store_dict.items() if k.startswith(prefix))
+        return sum(int(sync(self.store.getsize(k))) for k in self.list_prefix(prefix))
+
+    def check_writable(self) -> None:
+        """Raise :class:`ReadOnlyStoreError` if this store is read-only."""
+        if self.read_only:
+            raise ReadOnlyStoreError(f"store {self.url!r} is open read-only; it refuses writes")
+
+    # -- zarr nodes --------------------------------------------------------------------------
+    def open_array(self, path: str) -> zarr.Array:
+        """Open the array at ``path`` (read-only when the backend is)."""
+        return zarr.open_array(self.store, path=path, mode="r" if self.read_only else "r+")
+
+
+def _unwrap(store: Store) -> Store:
+    while isinstance(store, WrapperStore):
+        store = store._store
+    return store
+
+
+def _create_if_absent(store: Store, key: str, data: bytes) -> bool:
+    inner = _unwrap(store)
+    if isinstance(inner, LocalStore):
+        target = Path(inner.root) / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+        tmp.write_bytes(data)
+        try:
+            os.link(tmp, target)  # fails if target exists: atomic create-if-absent
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+        return True
+    if isinstance(inner, FsspecStore):
+        path = f"{inner.path.rstrip('/')}/{key}"
+        fs: Any = inner.fs
+        sync_fs = getattr(fs, "sync_fs", None)  # a synchronous fs wrapped for zarr (memory://)
+        try:
+            if sync_fs is not None:
+                sync_fs.pipe_file(path, data, mode="create")
+            else:
+                sync(fs._pipe_file(path, data, mode="create"))
+        except FileExistsError:
+            return False
+        return True
+    if isinstance(inner, MemoryStore):
+        if key in inner._store_dict:
+            return False
+        inner._store_dict[key] = default_buffer_prototype().buffer.from_bytes(data)
+        return True
+    raise WspaceError(
+        f"store type {type(inner).__name__} offers no atomic create; wspace supports local "
+        "directories, fsspec URLs (s3://, gs://, memory://, ...) and zarr's MemoryStore"
+    )
+
+
+def resolve(
+    url: StoreLike,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    read_only: bool = False,
+) -> Backend:
+    """Turn a path, fsspec URL or zarr store into a :class:`Backend`.
+
+    Parameters
+    ----------
+    url
+        Local path, ``file://`` URL, any fsspec URL (``s3://bucket/zoo.zarr``,
+        ``memory://zoo``), or a zarr ``Store``.
+    storage_options
+        Passed to fsspec, e.g. ``{"endpoint_url": ..., "key": ..., "secret": ...}`` for S3.
+    read_only
+        Open without write permission.
+    """
+    if isinstance(url, Store):
+        store = url.with_read_only(True) if read_only and not url.read_only else url
+        return Backend(store=store, url=repr(url), read_only=read_only or url.read_only)
+    text = os.fspath(url)
+    if _is_local(text):
+        if storage_options:
+            raise WspaceError(f"storage_options are not used for the local path {text!r}")
+        path = _local_path(text)
+        return Backend(store=LocalStore(path, read_only=read_only), url=str(path),
+                       read_only=read_only)
+    store = FsspecStore.from_url(text, storage_options=dict(storage_options or {}),
+                                 read_only=read_only)
+    return Backend(store=store, url=text, read_only=read_only)

@@ -1,0 +1,144 @@
+"""Store settings: codec presets and chunk sizing, fixed when a store is created."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
+
+from wspace.errors import SchemaMismatchError
+
+__all__ = ["CODECS", "StoreConfig", "codec_chain"]
+
+FORMAT_VERSION = 1
+"""Version of the on-storage layout written by this wspace."""
+
+CODECS: dict[str, str] = {
+    "blosc-zstd": "Blosc zstd level 5 with bit-shuffle + crc32c (default; lossless)",
+    "zstd": "Zstandard level 3 + crc32c (lossless)",
+    "none": "no compression, crc32c only",
+    "pcodec": "PCodec level 8 + crc32c (lossless, archival; needs the `pcodec` package)",
+    "bitround-N": "BitRound keeping N mantissa bits (N in 1..23) + Blosc zstd + crc32c (lossy)",
+}
+"""Codec presets accepted by ``wspace.create(codec=...)``."""
+
+
+def codec_chain(name: str) -> tuple[list[Any], list[Any]]:
+    """Return ``(filters, compressors)`` for zarr's ``create_array`` from a preset name.
+
+    Every chain ends with a crc32c checksum so that corrupt chunks are detected on read.
+
+    Parameters
+    ----------
+    name
+        One of :data:`CODECS` (``bitround-14`` for ``bitround-N``).
+    """
+    blosc = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+    if name == "blosc-zstd":
+        return [], [blosc, Crc32cCodec()]
+    if name == "zstd":
+        return [], [ZstdCodec(level=3), Crc32cCodec()]
+    if name == "none":
+        return [], [Crc32cCodec()]
+    if name == "pcodec":
+        try:
+            import pcodec  # noqa: F401
+        except ImportError as exc:
+            raise SchemaMismatchError(
+                "codec 'pcodec' needs the pcodec package: pip install pcodec"
+            ) from exc
+        from zarr.codecs.numcodecs import PCodec
+
+        return [], [PCodec(level=8), Crc32cCodec()]
+    if name.startswith("bitround-"):
+        try:
+            keepbits = int(name.split("-", 1)[1])
+        except ValueError:
+            keepbits = -1
+        if not 1 <= keepbits <= 23:
+            raise SchemaMismatchError(f"codec {name!r}: keep between 1 and 23 mantissa bits")
+        from zarr.codecs.numcodecs import BitRound
+
+        return [BitRound(keepbits=keepbits)], [blosc, Crc32cCodec()]
+    raise SchemaMismatchError(
+        f"unknown codec {name!r}; choose one of: " + ", ".join(sorted(CODECS))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """Settings recorded in a store when it is created.
+
+    Parameters
+    ----------
+    codec
+        Codec preset for weight chunks (see :data:`CODECS`).
+    segment_rows
+        Rows per weight chunk in writer segments (append-optimised); ``None`` sizes them by
+        bytes so that the largest layer's chunk holds about ``segment_bytes``.
+    segment_bytes
+        Target uncompressed bytes of the largest layer's chunk in a writer segment.
+    chunk_bytes
+        Target uncompressed bytes of one chunk of one layer in compacted archives.
+    chunks
+        Rows per chunk in compacted archives, overriding ``chunk_bytes``: one number for all
+        layers or a ``{layer: rows}`` mapping.
+    meta_rows
+        Rows per chunk of metadata columns.
+    commit_every
+        Default number of rows after which a writer commits by itself.
+    """
+
+    codec: str = "blosc-zstd"
+    segment_rows: int | None = None
+    segment_bytes: int = 2**21
+    chunk_bytes: int = 2**20
+    chunks: int | dict[str, int] | None = None
+    meta_rows: int = 4096
+    commit_every: int = 256
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        codec_chain(self.codec)  # validates the name
+        for label in ("segment_bytes", "chunk_bytes", "meta_rows", "commit_every"):
+            if int(getattr(self, label)) < 1:
+                raise SchemaMismatchError(f"store setting {label} must be >= 1")
+        if self.segment_rows is not None and self.segment_rows < 1:
+            raise SchemaMismatchError("store setting segment_rows must be >= 1")
+
+    def segment_chunk_rows(self, layer_sizes: Mapping[str, int]) -> int:
+        """Rows per chunk for every layer of a writer segment."""
+        if self.segment_rows is not None:
+            return self.segment_rows
+        widest = max(layer_sizes.values())
+        return max(1, min(1024, self.segment_bytes // (4 * widest)))
+
+    def archive_chunk_rows(self, layer: str, layer_size: int, n_rows: int) -> int:
+        """Rows per chunk of ``layer`` in a compacted archive: ~``chunk_bytes`` each."""
+        if isinstance(self.chunks, int):
+            rows = self.chunks
+        elif isinstance(self.chunks, dict) and layer in self.chunks:
+            rows = self.chunks[layer]
+        else:
+            rows = max(1, self.chunk_bytes // (4 * layer_size))
+        return max(1, min(rows, max(n_rows, 1)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StoreConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are kept in ``extra``."""
+        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        extra = {k: v for k, v in data.items() if k not in known and k != "extra"}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        return cls(**kwargs, extra={**dict(data.get("extra", {})), **extra})
+
+
+def chunk_count(rows: int, chunk_rows: int) -> int:
+    """Number of chunks covering ``rows`` rows."""
+    return math.ceil(rows / chunk_rows) if rows else 0

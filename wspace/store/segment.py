@@ -1,0 +1,194 @@
+"""Segments: groups of layer-aligned weight arrays and metadata arrays that one writer owns.
+
+A segment lives at ``archs/<arch>/seg/<id>``. It holds one float32 array per layer,
+``w000``, ``w001``, ... of shape ``(capacity, layer_size)`` and one array per metadata column,
+``m000``, ... The capacity is fixed when the segment is made, so array metadata is written once
+and never resized: how many rows are real is known only from the commit log. Chunks span whole
+layers (``(rows, layer_size)``), so a layer read touches only that layer's arrays and a row read
+touches one chunk per layer. Only the owning writer writes; a chunk may be rewritten with more
+rows while it is still partial, which is safe because every store write is atomic (temp file and
+rename locally, a single PUT on object storage) and committed rows never change.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import zarr
+
+from wspace.layout import Layout
+from wspace.store.backend import Backend
+from wspace.store.columns import MISSING_STR, encode, merge_kinds
+from wspace.store.config import StoreConfig, codec_chain
+from wspace.store.log import Columns, RowKey, new_id
+
+__all__ = ["SegmentWriter", "create_segment", "layer_key", "segment_path"]
+
+CAPACITY = 2**32
+"""Rows a writer segment can hold; its arrays are created at this shape and never resized."""
+
+
+def segment_path(arch: str, segment_id: str) -> str:
+    """Group path of a segment."""
+    return f"archs/{arch}/seg/{segment_id}"
+
+
+def layer_key(index: int) -> str:
+    """Array name of the ``index``-th layer inside a segment."""
+    return f"w{index:03d}"
+
+
+def create_segment(
+    backend: Backend,
+    layout: Layout,
+    config: StoreConfig,
+    *,
+    arch: str,
+    kind: str,
+    rows: int = CAPACITY,
+    chunk_rows: Mapping[str, int] | int,
+    attrs: Mapping[str, Any] | None = None,
+) -> tuple[str, list[zarr.Array]]:
+    """Create a segment group and its layer arrays; return ``(segment_id, arrays)``."""
+    segment_id = new_id()
+    path = segment_path(arch, segment_id)
+    group = zarr.create_group(
+        backend.store, path=path,
+        attributes={"wspace": {"kind": kind, "arch": arch, "created": time.time(),
+                               **dict(attrs or {})}},
+    )
+    filters, compressors = codec_chain(config.codec)
+    arrays = []
+    for i, layer in enumerate(layout.layers):
+        width = layout.layer_size(layer)
+        crow = chunk_rows if isinstance(chunk_rows, int) else chunk_rows[layer]
+        arrays.append(group.create_array(
+            layer_key(i), shape=(rows, width), chunks=(crow, width), dtype="float32",
+            fill_value=np.nan, filters=filters, compressors=compressors,
+            config={"write_empty_chunks": True},
+            attributes={"wspace": {"layer": layer,
+                                   "tensors": [t.name for t in layout.layer_tensors(layer)]}},
+        ))
+    return segment_id, arrays
+
+
+def create_column(group_path: str, backend: Backend, key: str, kind: str, name: str,
+                  rows: int, chunk_rows: int) -> zarr.Array:
+    """Create one metadata-column array in a segment."""
+    numeric = kind in ("int", "float", "bool")
+    return zarr.create_array(
+        backend.store, name=f"{group_path}/{key}", shape=(rows,), chunks=(chunk_rows,),
+        dtype="float64" if numeric else str,
+        fill_value=np.nan if numeric else MISSING_STR,
+        config={"write_empty_chunks": True},
+        attributes={"wspace": {"column": name}},
+    )
+
+
+class SegmentWriter:
+    """Buffers rows of one architecture and writes them as whole chunks of its own segment.
+
+    Parameters
+    ----------
+    backend, layout, config
+        Where, what shape, which settings.
+    arch
+        Architecture group name.
+    writer_id
+        Identifier recorded in the segment's attributes.
+    """
+
+    def __init__(self, backend: Backend, layout: Layout, config: StoreConfig, *, arch: str,
+                 writer_id: str) -> None:
+        self.backend = backend
+        self.layout = layout
+        self.arch = arch
+        self.chunk = config.segment_chunk_rows(
+            {layer: layout.layer_size(layer) for layer in layout.layers})
+        self.meta_chunk = config.meta_rows
+        self.segment_id, self.arrays = create_segment(
+            backend, layout, config, arch=arch, kind="segment", chunk_rows=self.chunk,
+            attrs={"writer": writer_id},
+        )
+        self.path = segment_path(arch, self.segment_id)
+        self.slices = [layout.layer_slice(layer) for layer in layout.layers]
+        self.buf = np.full((self.chunk, layout.size), np.nan, dtype=np.float32)
+        self.n = 0  # rows appended (committed or not)
+        self.committed = 0
+        self.chunk_start = 0  # first row of the chunk being filled
+        self.meta_start = 0
+        self.meta: list[dict[str, Any]] = []  # rows since meta_start
+        self.columns: Columns = {}
+        self.column_arrays: dict[str, zarr.Array] = {}
+        self.pending_keys: list[RowKey] = []
+
+    # -- appending ---------------------------------------------------------------------------
+    def append(self, vector: np.ndarray, meta: dict[str, Any], kinds: dict[str, str | None],
+               key: RowKey) -> None:
+        """Buffer one validated row; flush chunks that become full."""
+        new_columns = {}
+        for name, kind in kinds.items():
+            old = self.columns.get(name)
+            merged = merge_kinds(old[0] if old else None, kind, column=name)
+            if merged is not None:
+                new_columns[name] = merged
+        for name, kind in new_columns.items():
+            if name not in self.columns:
+                ckey = f"m{len(self.columns):03d}"
+                self.column_arrays[name] = create_column(
+                    self.path, self.backend, ckey, kind, name, CAPACITY, self.meta_chunk)
+                self.columns[name] = (kind, ckey)
+            else:
+                self.columns[name] = (kind, self.columns[name][1])
+        self.buf[self.n - self.chunk_start] = vector
+        self.meta.append(meta)
+        self.pending_keys.append(key)
+        self.n += 1
+        if self.n - self.chunk_start == self.chunk:
+            self._write_weights()
+            self.chunk_start = self.n
+            self.buf.fill(np.nan)
+        if self.n - self.meta_start == self.meta_chunk:
+            self._write_meta()
+            self.meta_start = self.n
+            self.meta = []
+
+    def _write_weights(self) -> None:
+        region = slice(self.chunk_start, self.chunk_start + self.chunk)
+        for array, cols in zip(self.arrays, self.slices, strict=True):
+            array[region] = self.buf[:, cols]
+
+    def _write_meta(self) -> None:
+        region = slice(self.meta_start, self.meta_start + self.meta_chunk)
+        for name, (kind, _) in self.columns.items():
+            values = [row.get(name) for row in self.meta]
+            self.column_arrays[name][region] = encode(kind, values, self.meta_chunk)
+
+    # -- committing --------------------------------------------------------------------------
+    def prepare_commit(self) -> dict[str, Any] | None:
+        """Write the partial chunks; return the ``append`` record body (``None``: nothing new)."""
+        if self.n == self.committed:
+            return None
+        if self.n > self.chunk_start:
+            self._write_weights()
+        if self.n > self.meta_start:
+            self._write_meta()
+        return {
+            "op": "append", "arch": self.arch, "segment": self.segment_id,
+            "start": self.committed, "stop": self.n,
+            "keys": [list(k) for k in self.pending_keys],
+            "columns": {name: list(v) for name, v in self.columns.items()},
+        }
+
+    def committed_ok(self) -> None:
+        """Mark everything appended so far as committed."""
+        self.committed = self.n
+        self.pending_keys = []
+
+    @property
+    def pending(self) -> int:
+        """Rows appended but not committed."""
+        return self.n - self.committed

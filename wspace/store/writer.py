@@ -1,0 +1,291 @@
+"""The Writer: append rows to a store; they become visible, all at once, at commit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from wspace.errors import (
+    ArchitectureNotFoundError,
+    DTypeError,
+    DuplicateModelError,
+    NonFiniteWeightsError,
+    SchemaMismatchError,
+    listing,
+)
+from wspace.layout import Layout
+from wspace.store.backend import StoreLike, resolve
+from wspace.store.columns import RESERVED, kind_of
+from wspace.store.log import CommitLog, RowKey, as_key, new_id, replay
+from wspace.store.segment import SegmentWriter
+
+__all__ = ["Writer", "writer"]
+
+log = logging.getLogger(__name__)
+MAX_MODEL_NAME = 1024
+
+
+class Writer:
+    """Appends rows to a wspace store through a segment of its own and a commit log.
+
+    Rows become visible to readers only when committed: by :meth:`commit`, every
+    ``commit_every`` rows, and when a ``with`` block exits cleanly. When the block exits with
+    an exception, uncommitted rows are discarded and never become visible. Each commit is one
+    atomically created record per architecture group written, so any number of writers, in
+    any number of processes or machines, can append to one store without locks.
+
+    Parameters
+    ----------
+    url
+        Store location (path, fsspec URL or zarr store).
+    storage_options
+        fsspec options for remote stores.
+    commit_every
+        Commit by itself after this many rows (default: the store's setting, 256).
+    allow_nonfinite
+        Accept NaN and infinite weights (refused by default).
+
+    Examples
+    --------
+    >>> import numpy as np, wspace
+    >>> from wspace.architectures import lenet5_layout
+    >>> wspace.create("memory://doc-writer", lenet5_layout())
+    >>> with wspace.writer("memory://doc-writer") as w:
+    ...     w.append(np.zeros(91481, "float32"), model="church_1", cls="church", seed=1)
+    >>> len(wspace.open("memory://doc-writer"))
+    1
+    """
+
+    def __init__(self, url: StoreLike, *, storage_options: Mapping[str, Any] | None = None,
+                 commit_every: int | None = None, allow_nonfinite: bool = False) -> None:
+        self.backend = resolve(url, storage_options=storage_options)
+        self.backend.check_writable()
+        self.log = CommitLog(self.backend)
+        self.log.refresh()
+        state = replay(self.log.records)
+        self.config = state.config
+        self.layouts: dict[str, Layout] = {name: a.layout for name, a in state.archs.items()}
+        self.committed_keys: set[RowKey] = {k for a in state.archs.values() for k in a.keys}
+        self.commit_every = int(commit_every or self.config.commit_every)
+        self.allow_nonfinite = allow_nonfinite
+        self.id = new_id()
+        self.segments: dict[str, SegmentWriter] = {}
+        self.pending: dict[RowKey, bool] = {}  # key -> replace
+        self.closed = False
+
+    # -- context manager ---------------------------------------------------------------------
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
+            self.closed = True
+
+    # -- appending ---------------------------------------------------------------------------
+    def append(self, weights: Any, *, model: str, arch: str | None = None,
+               replace: bool = False, **metadata: Any) -> None:
+        """Append one row (one model, or one snapshot of a model).
+
+        Parameters
+        ----------
+        weights
+            A flat vector (numpy array, torch tensor, list), a ``{tensor name: array}`` dict,
+            a torch ``state_dict``, or an ``nn.Module``.
+        model
+            The model's unique name; with ``step`` it identifies the row.
+        arch
+            Architecture group; needed only when the store has several and it cannot be
+            inferred from ``weights``.
+        replace
+            Replace an already committed row with the same ``model`` and ``step`` (by a new
+            commit); otherwise such a duplicate raises :class:`DuplicateModelError`.
+        **metadata
+            Any further columns: ``cls``, ``seed``, ``step``, metrics, hyper-parameters,
+            curves (lists). Columns missing from a row are filled as missing.
+        """
+        if self.closed:
+            raise SchemaMismatchError(f"writer for {self.backend.url!r} is closed")
+        self._check_model(model)
+        name, layout = self._arch_for(weights, arch, model)
+        vector = self._vector(weights, layout, model)
+        step = metadata.get("step")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int | np.integer)):
+            raise SchemaMismatchError(f"model {model!r}: step must be an integer, got {step!r}")
+        key: RowKey = (model, None if step is None else int(step))
+        if key in self.pending:
+            raise DuplicateModelError(self._dup_message([key], "in this writer's uncommitted rows"))
+        if key in self.committed_keys and not replace:
+            raise DuplicateModelError(self._dup_message([key], "already committed"))
+        for column in metadata:
+            if not column or column in RESERVED or column == "model":
+                raise SchemaMismatchError(
+                    f"model {model!r}: {column!r} cannot be a metadata column "
+                    f"(reserved: {', '.join(sorted(RESERVED))})")
+        meta = {"model": model, **metadata}
+        kinds = {k: kind_of(v, column=k, model=model) for k, v in meta.items()}
+        segment = self.segments.get(name)
+        if segment is None:
+            segment = SegmentWriter(self.backend, layout, self.config, arch=name,
+                                    writer_id=self.id)
+            self.segments[name] = segment
+        segment.append(vector, meta, kinds, key)
+        self.pending[key] = replace
+        if len(self.pending) >= self.commit_every:
+            self.commit()
+
+    def _check_model(self, model: Any) -> None:
+        if not isinstance(model, str) or not model:
+            raise SchemaMismatchError(f"model must be a non-empty string, got {model!r}")
+        if "\x00" in model or len(model) > MAX_MODEL_NAME:
+            raise SchemaMismatchError(
+                f"model name {model[:40]!r}... must be at most {MAX_MODEL_NAME} characters "
+                "without NUL bytes")
+
+    def _arch_for(self, weights: Any, arch: str | None, model: str) -> tuple[str, Layout]:
+        if arch is not None:
+            if arch not in self.layouts:
+                raise ArchitectureNotFoundError(
+                    f"store {self.backend.url!r} has no architecture {arch!r}; it has "
+                    f"{listing(self.layouts)}")
+            return arch, self.layouts[arch]
+        if len(self.layouts) == 1:
+            return next(iter(self.layouts.items()))
+        matches = [(n, lay) for n, lay in self.layouts.items() if _fits(weights, lay)]
+        if len(matches) == 1:
+            return matches[0]
+        raise ArchitectureNotFoundError(
+            f"model {model!r}: cannot tell which architecture of {listing(self.layouts)} the "
+            f"weights belong to ({len(matches)} fit); pass arch=...")
+
+    def _vector(self, weights: Any, layout: Layout, model: str) -> np.ndarray:
+        where = f"store {self.backend.url!r}, model {model!r}"
+        if isinstance(weights, Mapping) or _is_module(weights):
+            try:
+                vector = layout.flatten(weights)
+            except (SchemaMismatchError, DTypeError) as exc:
+                raise type(exc)(f"{where}: {exc}") from None
+        else:
+            array = _as_array(weights)
+            if not (np.issubdtype(array.dtype, np.floating)):
+                raise DTypeError(f"{where}: weights must be floating point, got {array.dtype}")
+            if array.ndim != 1 or array.shape[0] != layout.size:
+                raise SchemaMismatchError(
+                    f"{where}: a flat vector of architecture {layout.name!r} has "
+                    f"{layout.size} values; got shape {array.shape}")
+            vector = array.astype(np.float32, copy=False)
+        if not self.allow_nonfinite:
+            bad = ~np.isfinite(vector)
+            if bad.any():
+                tensors = [t.name for t in layout if bad[t.offset:t.stop].any()]
+                raise NonFiniteWeightsError(
+                    f"{where}: {int(bad.sum())} non-finite weight(s) in {listing(tensors)}; "
+                    "pass allow_nonfinite=True to store them")
+        return vector
+
+    # -- committing --------------------------------------------------------------------------
+    def commit(self) -> int | None:
+        """Publish every appended row; return the last commit version (``None``: nothing new).
+
+        Raises
+        ------
+        DuplicateModelError
+            Another writer committed a row with the same key first; this writer's
+            uncommitted rows are discarded.
+        """
+        version = None
+        for name, segment in list(self.segments.items()):
+            body = segment.prepare_commit()
+            if body is None:
+                continue
+            mine = {k: self.pending[k] for k in segment.pending_keys}
+            body["replaces"] = [list(k) for k, r in mine.items() if r]
+            body["writer"] = self.id
+            try:
+                version = self.log.publish(body, lambda recs, m=mine: self._validate(recs, m))
+            except DuplicateModelError:
+                self.discard()
+                raise
+            self.committed_keys.update(mine)
+            for key in mine:
+                del self.pending[key]
+            segment.committed_ok()
+            log.debug("committed %d rows of %s as version %s", len(mine), name, version)
+        return version
+
+    def _validate(self, records: list[dict[str, Any]], mine: dict[RowKey, bool]) -> None:
+        for rec in records:
+            if rec.get("op") == "add_arch":
+                self.layouts.setdefault(rec["arch"], replay(self.log.records).archs[
+                    rec["arch"]].layout)
+            if rec.get("op") != "append":
+                continue
+            keys = [as_key(k) for k in rec["keys"]]
+            clash = [k for k in keys if k in mine and not mine[k]]
+            if clash:
+                raise DuplicateModelError(self._dup_message(clash, "committed concurrently by "
+                                                             f"writer {rec.get('writer')}"))
+            self.committed_keys.update(keys)
+
+    def discard(self) -> None:
+        """Drop every uncommitted row; they never become visible."""
+        for name in [n for n, s in self.segments.items() if s.pending]:
+            del self.segments[name]  # the next append starts a fresh segment
+        self.pending.clear()
+
+    def close(self) -> None:
+        """Commit what is pending and close the writer."""
+        if not self.closed:
+            self.commit()
+            self.closed = True
+
+    @property
+    def uncommitted(self) -> int:
+        """Number of rows appended but not yet committed."""
+        return len(self.pending)
+
+    def _dup_message(self, keys: list[RowKey], why: str) -> str:
+        shown = listing(f"{m}" if s is None else f"{m}@step={s}" for m, s in keys)
+        return (f"store {self.backend.url!r}: duplicate model(s) {shown} ({why}); "
+                "pass replace=True to replace")
+
+
+def _is_module(obj: Any) -> bool:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+    return isinstance(obj, torch.nn.Module)
+
+
+def _as_array(weights: Any) -> np.ndarray:
+    if hasattr(weights, "detach"):  # torch tensor
+        weights = weights.detach().cpu()
+        if str(weights.dtype) == "torch.bfloat16":
+            weights = weights.float()
+        return np.asarray(weights.numpy())
+    return np.asarray(weights)
+
+
+def _fits(weights: Any, layout: Layout) -> bool:
+    if isinstance(weights, Mapping) or _is_module(weights):
+        try:
+            layout.flatten(weights)
+        except (SchemaMismatchError, DTypeError):
+            return False
+        return True
+    return _as_array(weights).shape == (layout.size,)
+
+
+def writer(url: StoreLike, *, storage_options: Mapping[str, Any] | None = None,
+           commit_every: int | None = None, allow_nonfinite: bool = False) -> Writer:
+    """Open a :class:`Writer` on an existing store (use it as a context manager)."""
+    return Writer(url, storage_options=storage_options, commit_every=commit_every,
+                  allow_nonfinite=allow_nonfinite)

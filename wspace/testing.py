@@ -1,0 +1,100 @@
+"""Tiny zoos and assertions for users' tests and our own."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from wspace.layout import Layout
+
+__all__ = ["CLASSES", "assert_rows_equal", "tiny_weights", "tiny_zoo"]
+
+CLASSES = ("church", "tench", "golf_ball", "parachute")
+"""Class names used by :func:`tiny_zoo` (cycled)."""
+
+
+def _lenet5_layout() -> Layout:
+    from wspace.architectures import lenet5_layout
+
+    return lenet5_layout()
+
+
+def tiny_weights(index: int, size: int = 91_481, *, seed: int = 0, step: int = 0) -> np.ndarray:
+    """Deterministic float32 weights of row ``index`` (and ``step``) of a tiny zoo."""
+    rng = np.random.default_rng([seed, index, step])
+    return (rng.standard_normal(size) * 0.05).astype(np.float32)
+
+
+def tiny_zoo(
+    url: str,
+    n_models: int = 4,
+    *,
+    classes: Sequence[str] = CLASSES[:2],
+    steps: Sequence[int] | None = None,
+    writers: int = 1,
+    layout: Layout | None = None,
+    seed: int = 0,
+    storage_options: Mapping[str, Any] | None = None,
+    **create_options: Any,
+) -> str:
+    """Create a store at ``url`` holding ``n_models`` models of random weights; return ``url``.
+
+    Model ``i`` is named ``{cls}_{i}`` with ``cls = classes[i % len(classes)]``, has
+    ``seed=i``, ``accuracy=0.5 + i / (2 * n_models)``, and weights
+    ``tiny_weights(i, seed=seed, step=step)``; with ``steps`` each model gets one row per
+    step. Rows are appended by ``writers`` writers in turn (one segment each).
+
+    Examples
+    --------
+    >>> import wspace
+    >>> len(wspace.open(tiny_zoo("memory://doc-tiny", 3, steps=[1, 2])))
+    6
+    """
+    import wspace
+
+    layout = layout or _lenet5_layout()
+    wspace.create(url, layout, storage_options=storage_options, **create_options)
+    handles = [wspace.writer(url, storage_options=storage_options) for _ in range(writers)]
+    for i in range(n_models):
+        cls = classes[i % len(classes)]
+        for step in steps or [None]:
+            meta: dict[str, Any] = {"cls": cls, "seed": i,
+                                    "accuracy": 0.5 + i / (2 * max(n_models, 1))}
+            if step is not None:
+                meta["step"] = step
+            handles[i % writers].append(
+                tiny_weights(i, layout.size, seed=seed, step=step or 0),
+                model=f"{cls}_{i}", **meta)
+    for handle in handles:
+        handle.close()
+    return url
+
+
+def assert_rows_equal(actual: np.ndarray, expected: np.ndarray, *, what: str = "rows") -> None:
+    """Assert two weight arrays are bit-identical (NaN equal to NaN)."""
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    if actual.shape != expected.shape:
+        raise AssertionError(f"{what}: shape {actual.shape} != {expected.shape}")
+    if not np.array_equal(actual.view(np.uint32), expected.astype(np.float32).view(np.uint32)):
+        bad = np.argwhere(actual != expected)
+        raise AssertionError(f"{what}: {len(bad)} values differ, first at {bad[:3].tolist()}")
+
+
+def write_models(url: str, indices: Sequence[int], *, storage_options: Mapping[str, Any] | None
+                 = None, commit_every: int = 7, seed: int = 0, size: int | None = None,
+                 classes: Sequence[str] = CLASSES[:2]) -> None:
+    """Append models ``indices`` of a tiny zoo through one writer (for worker processes).
+
+    Model ``i`` gets the name, metadata and weights :func:`tiny_zoo` would give it.
+    """
+    import wspace
+
+    with wspace.writer(url, storage_options=storage_options, commit_every=commit_every) as w:
+        width = size or next(iter(w.layouts.values())).size
+        for i in indices:
+            cls = classes[i % len(classes)]
+            w.append(tiny_weights(i, width, seed=seed), model=f"{cls}_{i}", cls=cls, seed=i,
+                     accuracy=0.5)

@@ -1,0 +1,315 @@
+"""Zoo: the lazy, chainable query object over one architecture group of a store."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from wspace.errors import (
+    CoordinateNotFoundError,
+    LayerNotFoundError,
+    ModelNotFoundError,
+    SchemaMismatchError,
+    TensorNotFoundError,
+    WspaceError,
+    listing,
+)
+from wspace.layout import Layout
+
+if TYPE_CHECKING:
+    import torch
+
+    from wspace.loader import Batch, WeightDataset
+    from wspace.store.reader import StoreHandle
+
+__all__ = ["Zoo"]
+
+
+class Zoo:
+    """A set of weight rows of one architecture, lazily backed by a store.
+
+    A Zoo wraps an :class:`xarray.Dataset` whose data variable ``weights`` has dims
+    ``(model, param)`` and is a Dask array: nothing is read until ``.values``, ``.compute()``
+    or iteration. Row metadata are coordinates on ``model`` and the columns of
+    :attr:`models`; ``layer``, ``tensor`` and ``index`` are coordinates on ``param``. Every
+    selection returns a new Zoo.
+
+    Examples
+    --------
+    >>> import wspace
+    >>> from wspace.testing import tiny_zoo
+    >>> url = tiny_zoo("memory://doc-zoo", n_models=4)
+    >>> zoo = wspace.open(url)
+    >>> zoo.sel(cls="church").layer("dense_1").shape
+    (2, 85)
+    """
+
+    def __init__(self, ds: xr.Dataset, models: pd.DataFrame, layout: Layout, *,
+                 handle: StoreHandle | None = None, arch: str | None = None,
+                 layers: Mapping[str, da.Array] | None = None,
+                 positions: np.ndarray | None = None) -> None:
+        self._ds = ds
+        self._models = models.reset_index(drop=True)
+        self._layout = layout
+        self._handle = handle
+        self._arch = arch or layout.name
+        # per-layer arrays over all rows of the store, each in its storage chunking, and the
+        # positions of this zoo's rows among them (None: all, in order)
+        self._layers = dict(layers) if layers is not None else None
+        self._positions = positions
+
+    # -- what it is --------------------------------------------------------------------------
+    @property
+    def ds(self) -> xr.Dataset:
+        """The underlying dataset (``weights`` with model and param coordinates)."""
+        return self._ds
+
+    @property
+    def weights(self) -> xr.DataArray:
+        """All weights, ``(model, param)``, lazy."""
+        return self._ds["weights"]
+
+    @property
+    def models(self) -> pd.DataFrame:
+        """Row metadata, one row per model row, in zoo order (a copy)."""
+        return self._models.copy()
+
+    @property
+    def layout(self) -> Layout:
+        """The parameter layout of this architecture group."""
+        return self._layout
+
+    @property
+    def url(self) -> str:
+        """Where the store lives."""
+        return str(self._ds.attrs.get("store", ""))
+
+    @property
+    def archs(self) -> list[str]:
+        """Architecture groups of the store."""
+        return self._handle.archs if self._handle is not None else [self._arch]
+
+    def arch(self, name: str) -> Zoo:
+        """The zoo of another architecture group of the same store."""
+        if self._handle is None:
+            raise WspaceError("this zoo is not attached to a store")
+        return self._handle.zoo(name)
+
+    def __len__(self) -> int:
+        return int(self._ds.sizes["model"])
+
+    def __repr__(self) -> str:
+        cols = ", ".join(c for c in self._models.columns if c != "model")
+        return (f"<wspace.Zoo {self.url!r} arch={self._arch!r}: {len(self)} rows x "
+                f"{self._layout.size} params, {len(self._layout.layers)} layers; "
+                f"columns: {cols or '(none)'}>")
+
+    def _where(self) -> str:
+        return f"store {self.url!r} (arch {self._arch!r})"
+
+    # -- selecting rows ----------------------------------------------------------------------
+    def isel(self, model: Any = None, **indexers: Any) -> Zoo:
+        """Select rows by position (``int``, slice, array of ints or booleans)."""
+        if indexers:
+            raise CoordinateNotFoundError(
+                f"{self._where()}: isel() selects rows along 'model' only; use layer()/tensor() "
+                f"for parameters (got {listing(indexers)})")
+        if model is None:
+            return self
+        positions = np.atleast_1d(np.arange(len(self))[model])
+        base = positions if self._positions is None else self._positions[positions]
+        return Zoo(self._ds.isel(model=positions), self._models.iloc[positions], self._layout,
+                   handle=self._handle, arch=self._arch, layers=self._layers, positions=base)
+
+    def sel(self, **selectors: Any) -> Zoo:
+        """Select rows by metadata values: ``sel(cls="church", step=20)``.
+
+        A value may be a scalar (equality), a list/tuple/set/array (any of), a ``slice``
+        (inclusive range) or a callable on the column (returning booleans). A scalar that no
+        row has raises :class:`CoordinateNotFoundError` (:class:`ModelNotFoundError` for
+        ``model``) listing the values that exist.
+        """
+        mask = np.ones(len(self), dtype=bool)
+        for column, value in selectors.items():
+            if column not in self._models.columns:
+                raise CoordinateNotFoundError(
+                    f"{self._where()} has no metadata column {column!r}; columns: "
+                    f"{listing(self._models.columns)}")
+            series = self._models[column]
+            if callable(value):
+                hit = np.asarray(value(series), dtype=bool)
+            elif isinstance(value, slice):
+                hit = np.ones(len(series), dtype=bool)
+                if value.start is not None:
+                    hit &= (series >= value.start).fillna(False).to_numpy(dtype=bool)
+                if value.stop is not None:
+                    hit &= (series <= value.stop).fillna(False).to_numpy(dtype=bool)
+            elif isinstance(value, list | tuple | set | frozenset | np.ndarray | pd.Index):
+                hit = series.isin(list(value)).to_numpy(dtype=bool)
+            else:
+                hit = (series == value).fillna(False).to_numpy(dtype=bool)
+                if not hit.any():
+                    error = ModelNotFoundError if column == "model" else CoordinateNotFoundError
+                    present = pd.unique(series.dropna())
+                    raise error(f"{self._where()}: no row has {column}={value!r}; values: "
+                                f"{listing(present)}")
+            mask &= hit
+        return self.isel(np.flatnonzero(mask))
+
+    def where(self, condition: Callable[[pd.DataFrame], Any] | Any) -> Zoo:
+        """Select rows where ``condition`` holds.
+
+        ``condition`` is a callable on the metadata DataFrame (``lambda m: m.accuracy > 0.9``)
+        or a boolean array/Series/DataArray of one value per row.
+        """
+        result = condition(self._models) if callable(condition) else condition
+        mask = np.asarray(getattr(result, "values", result), dtype=bool)
+        if mask.shape != (len(self),):
+            raise SchemaMismatchError(
+                f"{self._where()}: where() needs one boolean per row ({len(self)}); got "
+                f"shape {mask.shape}")
+        return self.isel(np.flatnonzero(mask))
+
+    def _position(self, i: int | str, step: int | None = None) -> int:
+        if isinstance(i, str):
+            hits = np.flatnonzero(self._models["model"].to_numpy(dtype=object) == i)
+            if step is not None and "step" in self._models:
+                hits = hits[(self._models["step"].to_numpy()[hits] == step)]
+            if len(hits) == 0:
+                raise ModelNotFoundError(f"{self._where()}: no model {i!r}"
+                                         + (f" at step {step}" if step is not None else ""))
+            if len(hits) > 1:
+                raise ModelNotFoundError(
+                    f"{self._where()}: model {i!r} has {len(hits)} rows (snapshots); pass step=")
+            return int(hits[0])
+        if not -len(self) <= int(i) < len(self):
+            raise ModelNotFoundError(f"{self._where()}: row {i} out of range ({len(self)} rows)")
+        return int(i) % len(self)
+
+    # -- selecting parameters ----------------------------------------------------------------
+    def layer(self, name: str) -> xr.DataArray:
+        """The parameters of one layer, ``(model, param)``, lazy, with all coordinates."""
+        try:
+            part = self._layout.layer_slice(name)
+        except LayerNotFoundError as exc:
+            raise LayerNotFoundError(f"{self._where()}: {exc}") from None
+        selected = self.weights.isel(param=part)
+        if self._layers is None:
+            return selected
+        data = self._layers[name]
+        if self._positions is not None:
+            data = data[_as_slice(self._positions)]
+        return selected.copy(data=data)
+
+    def tensor(self, name: str) -> xr.DataArray:
+        """One tensor in its shape, ``(model, *shape)``, lazy.
+
+        Names are ``"<layer>/<param>"``. Besides the stored names, the other framework's name
+        resolves to a converted view: ``"dense_1/kernel"`` in a torch-made zoo is the Keras
+        kernel (transposed, and for a Dense after Flatten with rows in Keras' (h, w, c)
+        order); ``"conv2d/weight"`` in a Keras-made zoo is the torch weight.
+        """
+        try:
+            spec, index, shape = self._layout.view(name)
+        except TensorNotFoundError as exc:
+            raise TensorNotFoundError(f"{self._where()}: {exc}") from None
+        if np.array_equal(index, np.arange(spec.size)):
+            part: Any = slice(spec.offset, spec.offset + spec.size)
+        else:
+            part = spec.offset + np.asarray(index)
+        layer = self.layer(spec.layer)
+        start = self._layout.layer_slice(spec.layer).start
+        part = (slice(part.start - start, part.stop - start) if isinstance(part, slice)
+                else part - start)
+        flat = layer.isel(param=part)
+        data = flat.data.reshape((len(self), *shape))
+        coords = {k: v for k, v in flat.coords.items() if v.dims == ("model",)}
+        dims = ("model", *(f"axis_{k}" for k in range(len(shape))))
+        return xr.DataArray(data, dims=dims, coords=coords, name=name, attrs={"tensor": name})
+
+    # -- materialising -----------------------------------------------------------------------
+    @property
+    def values(self) -> np.ndarray:
+        """All weights as a ``(rows, params)`` float32 numpy array (reads them)."""
+        return np.asarray(self.weights.values)
+
+    def to_torch(self) -> torch.Tensor:
+        """All weights as a ``(rows, params)`` float32 torch tensor (reads them)."""
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(self.values))
+
+    def compute(self) -> Zoo:
+        """A copy with the weights read into memory."""
+        return Zoo(self._ds.compute(), self._models, self._layout, handle=self._handle,
+                   arch=self._arch)  # layer() then slices the in-memory weights
+
+    def row(self, i: int | str, *, step: int | None = None) -> np.ndarray:
+        """The flat vector of one row (by position, or by model name and ``step``)."""
+        return np.asarray(self.weights.isel(model=self._position(i, step)).values)
+
+    def rows(self, batch_size: int = 256) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
+        """Iterate ``(metadata, flat vector)`` over rows, reading ``batch_size`` rows at once."""
+        for start in range(0, len(self), batch_size):
+            block = np.asarray(self.weights.isel(model=slice(start, start + batch_size)).values)
+            records = self._models.iloc[start:start + batch_size].to_dict("records")
+            for meta, vector in zip(records, block, strict=True):
+                yield _clean(meta), vector
+
+    def state_dict(self, i: int | str, *, step: int | None = None) -> dict[str, torch.Tensor]:
+        """The torch ``state_dict`` of one row, keyed as the source module's."""
+        return self._layout.to_state_dict(self.row(i, step=step))
+
+    def module(self, i: int | str, *, step: int | None = None) -> torch.nn.Module:
+        """A runnable torch network of the row's architecture with the row's weights."""
+        from wspace.architectures import build
+
+        if not self._layout.architecture:
+            raise SchemaMismatchError(
+                f"{self._where()}: the layout names no architecture, so wspace cannot build a "
+                "module; use state_dict(i) with your own network")
+        net = build(self._layout.architecture)
+        net.load_state_dict(self.state_dict(i, step=step))
+        return net.eval()
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int | None = None,
+                drop_last: bool = False, prefetch: bool = True) -> Iterator[Batch]:
+        """Stream rows as torch batches with their metadata, without loading the zoo.
+
+        See :func:`wspace.loader.batches`.
+        """
+        from wspace.loader import batches
+
+        return batches(self, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
+                       prefetch=prefetch)
+
+    def dataset(self, target: str | None = None) -> WeightDataset:
+        """A map-style ``torch.utils.data.Dataset`` of rows (and a target column)."""
+        from wspace.loader import WeightDataset
+
+        return WeightDataset(self, target=target)
+
+
+def _as_slice(positions: np.ndarray) -> slice | np.ndarray:
+    """``positions`` as a slice when they are a contiguous ascending run (cheaper in Dask)."""
+    if len(positions) and np.array_equal(positions, np.arange(positions[0],
+                                                                  positions[0] + len(positions))):
+        return slice(int(positions[0]), int(positions[0]) + len(positions))
+    return positions
+
+
+def _clean(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Metadata record with pandas' missing markers turned into ``None``."""
+    out = {}
+    for key, value in meta.items():
+        if value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+            out[key] = None
+        else:
+            out[key] = value
+    return out
