@@ -90,7 +90,8 @@ class Backend:
         return bool(sync(self.store.exists(key)))
 
     def list_dir(self, prefix: str) -> list[str]:
-        """Names (not paths) of the direct children of ``prefix``, sorted."""
+        """Names (not paths) of the direct children of ``prefix``, sorted (never cached)."""
+        self._forget_listing(prefix)
 
         async def collect() -> list[str]:
             return [name async for name in self.store.list_dir(prefix)]
@@ -98,12 +99,19 @@ class Backend:
         return sorted(sync(collect()))
 
     def list_prefix(self, prefix: str) -> list[str]:
-        """Keys of every object under ``prefix``."""
+        """Keys of every object under ``prefix`` (never cached)."""
+        self._forget_listing(prefix)
 
         async def collect() -> list[str]:
             return [key async for key in self.store.list_prefix(prefix)]
 
         return sorted(sync(collect()))
+
+    def _forget_listing(self, prefix: str) -> None:
+        # fsspec filesystems (s3fs) cache listings; other writers' objects must be seen
+        inner = _unwrap(self.store)
+        if isinstance(inner, FsspecStore):
+            inner.fs.invalidate_cache(f"{inner.path.rstrip('/')}/{prefix}".rstrip("/"))
 
     def delete_dir(self, prefix: str) -> None:
         """Delete every object under ``prefix``."""

@@ -87,9 +87,17 @@ class CommitLog:
             raise CorruptDataError(
                 f"store {self.backend.url!r}: commit log is missing record(s) {missing[:10]}"
             )
+        raws = self.backend.read_many(map(record_key, wanted))
+        # a listing may lag behind creates (eventual listings, caches): probe past its end
+        while True:
+            nxt = start + len(wanted)
+            raw = self.backend.read(record_key(nxt))
+            if raw is None:
+                break
+            wanted.append(nxt)
+            raws.append(raw)
         new: list[dict[str, Any]] = []
-        for version, raw in zip(wanted, self.backend.read_many(map(record_key, wanted)),
-                                strict=True):
+        for version, raw in zip(wanted, raws, strict=True):
             if raw is None:
                 raise CorruptDataError(
                     f"store {self.backend.url!r}: commit record {record_key(version)} vanished"
