@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,18 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 BUCKET = "wspace-test"
+
+
+def keras_data_dir() -> Path:
+    """``shared/data/keras-lenet5``: real Keras 2 files, beside the checkout (or $WSPACE_SHARED)."""
+    candidates = [Path(os.environ["WSPACE_SHARED"])] if "WSPACE_SHARED" in os.environ else []
+    here = Path(__file__).resolve()
+    candidates += [parent / "shared" for parent in here.parents] + [Path("/work/shared")]
+    for shared in candidates:
+        if (shared / "data" / "keras-lenet5" / "predictions.json").is_file():
+            return shared / "data" / "keras-lenet5"
+    raise FileNotFoundError(
+        "shared/data/keras-lenet5 not found beside the checkout; set WSPACE_SHARED")
 
 
 @dataclass

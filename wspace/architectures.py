@@ -77,8 +77,11 @@ def lenet5(*, init: Literal["torch", "keras"] = "torch", seed: int | None = None
 
     The global torch random state is not touched when ``seed`` is given.
     """
-    generator = None if seed is None else torch.Generator().manual_seed(int(seed))
-    return LeNet5(init=init, generator=generator)
+    if seed is None:
+        return LeNet5(init=init)
+    generator = torch.Generator().manual_seed(int(seed))
+    with torch.random.fork_rng(devices=[]):  # the layers' own default init draws globally
+        return LeNet5(init=init, generator=generator)
 
 
 def lenet5_layout() -> Layout:

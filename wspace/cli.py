@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import operator
 import re
-import sys
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -190,8 +189,3 @@ def demo(path: Annotated[str, typer.Argument(help="Where to write the demo store
         run_demo(path, models=models, workers=workers, overwrite=overwrite, echo=typer.echo)
     except (WspaceError, OSError) as exc:
         _fail(exc)
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    """Entry point that never prints a traceback for wspace errors."""
-    sys.exit(app())

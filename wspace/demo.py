@@ -60,7 +60,8 @@ def run_demo(path: str, *, models: int = 30, workers: int = 2, overwrite: bool =
     start = time.perf_counter()
     for p in procs:
         p.start()
-    with tqdm(total=models, desc=f"{workers} writer processes", unit="net") as bar:
+    with tqdm(total=models, desc=f"{workers} writer processes", unit="net",
+              disable=None) as bar:
         while any(p.is_alive() for p in procs):
             bar.update(done.value - bar.n)
             time.sleep(0.1)

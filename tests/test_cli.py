@@ -1,0 +1,95 @@
+"""The ``wspace`` command line, run as a real subprocess where exit codes matter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import wspace
+from wspace.cli import app
+from wspace.testing import tiny_zoo
+
+runner = CliRunner()
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "wspace", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture
+def zoo_url(tmp_path: Path) -> str:
+    return tiny_zoo(str(tmp_path / "z.zarr"), 6, writers=2, steps=[1, 2])
+
+
+def test_help_lists_the_commands():
+    out = run("--help")
+    assert out.returncode == 0
+    for command in ("info", "ls", "compact", "verify", "demo"):
+        assert command in out.stdout
+
+
+def test_info_text_and_json(zoo_url):
+    out = runner.invoke(app, ["info", zoo_url])
+    assert out.exit_code == 0, out.output
+    assert "12 rows, 6 models, 91,481 params" in out.output
+    assert "dense_1/weight" in out.output and "blosc-zstd" in out.output
+    data = json.loads(runner.invoke(app, ["info", zoo_url, "--json"]).output)
+    assert data["archs"]["lenet5"]["rows"] == 12
+    assert data["archs"]["lenet5"]["live_segments"] == 2
+
+
+def test_ls_where_and_limit(zoo_url):
+    out = runner.invoke(app, ["ls", zoo_url, "--where", "cls=church", "--where", "step>=2",
+                              "--columns", "model,step"])
+    assert out.exit_code == 0, out.output
+    lines = out.output.strip().splitlines()
+    assert lines[0].split() == ["model", "step"]
+    assert sorted(line.split()[0] for line in lines[1:]) == ["church_0", "church_2", "church_4"]
+    out = runner.invoke(app, ["ls", zoo_url, "--limit", "2"])
+    assert "... 10 more of 12 rows" in out.output
+
+
+def test_compact_then_verify(zoo_url):
+    out = run("compact", zoo_url)
+    assert out.returncode == 0 and "compacted 12 rows of 'lenet5'" in out.stdout
+    out = run("verify", zoo_url)
+    assert out.returncode == 0 and "0 damaged" in out.stdout
+    assert len(wspace.open(zoo_url)) == 12
+
+
+def test_verify_exit_code_1_on_damage(zoo_url):
+    chunk = sorted(Path(zoo_url).glob("archs/lenet5/seg/*/w000/c/0/0"))[0]
+    chunk.write_bytes(chunk.read_bytes()[:-7] + b"garbage")
+    out = run("verify", zoo_url)
+    assert out.returncode == 1
+    assert "DAMAGED" in out.stdout and "layer=conv2d" in out.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["info", "/no/such/store.zarr"], "no wspace store"),
+    (["ls", "{url}", "--where", "klass=x"], "no column 'klass'"),
+    (["ls", "{url}", "--where", "garbage"], "expected COLUMN=VALUE"),
+    (["ls", "{url}", "--where", "seed=abc"], "seed is numeric"),
+    (["compact", "{url}", "--arch", "nope"], "no architecture 'nope'"),
+])
+def test_bad_input_is_one_line_and_exit_2(zoo_url, args, message):
+    out = run(*[a.format(url=zoo_url) for a in args])
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_demo_builds_and_queries_a_zoo(tmp_path):
+    path = str(tmp_path / "demo.zarr")
+    out = run("demo", path, "--models", "6", "--workers", "2")
+    assert out.returncode == 0, out.stderr
+    assert "rebuilt network gives the original outputs: True" in out.stdout
+    assert "church dense_1 unchanged: True" in out.stdout
+    assert len(wspace.open(path)) == 6
+    assert run("demo", path).returncode == 2  # refuses to overwrite without --overwrite

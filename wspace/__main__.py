@@ -1,0 +1,5 @@
+"""``python -m wspace`` runs the command line."""
+
+from wspace.cli import app
+
+app()
