@@ -31,7 +31,8 @@ def keras_data_dir() -> Path:
         if (shared / "data" / "keras-lenet5" / "predictions.json").is_file():
             return shared / "data" / "keras-lenet5"
     raise FileNotFoundError(
-        "shared/data/keras-lenet5 not found beside the checkout; set WSPACE_SHARED")
+        "shared/data/keras-lenet5 not found beside the checkout; set WSPACE_SHARED"
+    )
 
 
 @dataclass
@@ -57,7 +58,8 @@ def s3_server() -> Iterator[S3Server]:
     endpoint = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     deadline = time.time() + 30
@@ -70,8 +72,12 @@ def s3_server() -> Iterator[S3Server]:
                 proc.kill()
                 raise RuntimeError("moto server did not start") from None
             time.sleep(0.2)
-    options = {"endpoint_url": endpoint, "key": "testing", "secret": "testing",
-               "client_kwargs": {"region_name": "us-east-1"}}
+    options = {
+        "endpoint_url": endpoint,
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"region_name": "us-east-1"},
+    }
     try:
         yield S3Server(endpoint=endpoint, options=options)
     finally:
@@ -103,5 +109,6 @@ def spot(request: pytest.FixtureRequest, tmp_path: Any) -> StoreSpot:
 @pytest.fixture
 def s3_spot(s3_server: S3Server) -> StoreSpot:
     """A fresh store location on the moto S3 server."""
-    return StoreSpot("s3", f"s3://{BUCKET}/zoo-{uuid.uuid4().hex[:10]}.zarr",
-                     dict(s3_server.options))
+    return StoreSpot(
+        "s3", f"s3://{BUCKET}/zoo-{uuid.uuid4().hex[:10]}.zarr", dict(s3_server.options)
+    )

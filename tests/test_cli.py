@@ -18,8 +18,9 @@ runner = CliRunner()
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "wspace", *args], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "wspace", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture
@@ -45,8 +46,10 @@ def test_info_text_and_json(zoo_url):
 
 
 def test_ls_where_and_limit(zoo_url):
-    out = runner.invoke(app, ["ls", zoo_url, "--where", "cls=church", "--where", "step>=2",
-                              "--columns", "model,step"])
+    out = runner.invoke(
+        app,
+        ["ls", zoo_url, "--where", "cls=church", "--where", "step>=2", "--columns", "model,step"],
+    )
     assert out.exit_code == 0, out.output
     lines = out.output.strip().splitlines()
     assert lines[0].split() == ["model", "step"]
@@ -71,13 +74,16 @@ def test_verify_exit_code_1_on_damage(zoo_url):
     assert "DAMAGED" in out.stdout and "layer=conv2d" in out.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["info", "/no/such/store.zarr"], "no wspace store"),
-    (["ls", "{url}", "--where", "klass=x"], "no column 'klass'"),
-    (["ls", "{url}", "--where", "garbage"], "expected COLUMN=VALUE"),
-    (["ls", "{url}", "--where", "seed=abc"], "seed is numeric"),
-    (["compact", "{url}", "--arch", "nope"], "no architecture 'nope'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["info", "/no/such/store.zarr"], "no wspace store"),
+        (["ls", "{url}", "--where", "klass=x"], "no column 'klass'"),
+        (["ls", "{url}", "--where", "garbage"], "expected COLUMN=VALUE"),
+        (["ls", "{url}", "--where", "seed=abc"], "seed is numeric"),
+        (["compact", "{url}", "--arch", "nope"], "no architecture 'nope'"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(zoo_url, args, message):
     out = run(*[a.format(url=zoo_url) for a in args])
     assert out.returncode == 2

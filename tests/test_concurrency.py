@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,10 +24,14 @@ LAYOUT = lenet5_layout()
 
 def run_writers(url: str, options: dict | None, writers: int, per_writer: int) -> None:
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=write_models,
-                         args=(url, range(k * per_writer, (k + 1) * per_writer)),
-                         kwargs={"storage_options": options, "commit_every": 7})
-             for k in range(writers)]
+    procs = [
+        ctx.Process(
+            target=write_models,
+            args=(url, range(k * per_writer, (k + 1) * per_writer)),
+            kwargs={"storage_options": options, "commit_every": 7},
+        )
+        for k in range(writers)
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -79,8 +84,7 @@ CRASHER = textwrap.dedent("""
 def test_sigkilled_writer_leaves_only_committed_rows(tmp_path):
     url = str(tmp_path / "zoo.zarr")
     wspace.create(url, LAYOUT)
-    proc = subprocess.Popen([sys.executable, "-c", CRASHER, url], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen([sys.executable, "-c", CRASHER, url], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "READY"
     os.kill(proc.pid, signal.SIGKILL)
@@ -96,8 +100,9 @@ def test_sigkilled_writer_leaves_only_committed_rows(tmp_path):
             w.append(tiny_weights(i, LAYOUT.size), model=f"m{i}", seed=i)
     zoo = wspace.open(url)
     assert zoo.models["model"].tolist() == [f"m{i}" for i in range(30)]
-    assert_rows_equal(zoo.values[20:], np.stack([tiny_weights(i, LAYOUT.size)
-                                                 for i in range(20, 30)]))
+    assert_rows_equal(
+        zoo.values[20:], np.stack([tiny_weights(i, LAYOUT.size) for i in range(20, 30)])
+    )
 
 
 KILL_ANYWHERE = textwrap.dedent("""
@@ -116,8 +121,9 @@ KILL_ANYWHERE = textwrap.dedent("""
 def test_kill_at_a_random_point_keeps_every_committed_row(tmp_path, delay):
     url = str(tmp_path / "zoo.zarr")
     wspace.create(url, LAYOUT)
-    proc = subprocess.Popen([sys.executable, "-c", KILL_ANYWHERE, url, "0"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_ANYWHERE, url, "0"], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     proc.stdout.readline()  # it has started appending
     time.sleep(delay)
@@ -130,5 +136,5 @@ def test_kill_at_a_random_point_keeps_every_committed_row(tmp_path, delay):
     for i in range(0, n, max(1, n // 10)):
         assert_rows_equal(zoo.row(i), tiny_weights(i, LAYOUT.size))
     assert wspace.verify(url).ok
-    log = sorted(os.listdir(os.path.join(url, "_log")))
-    assert all(json.loads(open(os.path.join(url, "_log", f)).read())["op"] for f in log)
+    records = sorted(Path(url, "_log").glob("*.json"))
+    assert all(json.loads(r.read_text())["op"] for r in records)

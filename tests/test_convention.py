@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import keras_data_dir
 from wspace.architectures import lenet5, lenet5_layout
 from wspace.convention import keras_to_torch_index, torch_to_keras_index
 from wspace.layout import Layout
-
-from tests.conftest import keras_data_dir
 
 DATA = keras_data_dir()
 LAYERS = ("conv2d", "conv2d_1", "conv2d_2", "dense", "dense_1")
@@ -24,12 +23,16 @@ def keras_layout_and_vector(path: Path) -> tuple[Layout, np.ndarray]:
     """Read a Keras LeNet-5 file with h5py into a Keras-convention layout (test helper)."""
     tensors, values = [], []
     with h5py.File(path, "r") as f:
-        root = f["model_weights"] if "model_weights" in f else f
+        root = f.get("model_weights", f)
         for layer in LAYERS:
             for param in ("kernel", "bias"):
                 data = np.asarray(root[f"{layer}/{layer}/{param}:0"])
-                spec = {"name": f"{layer}/{param}", "shape": list(data.shape),
-                        "convention": "keras", "source_name": f"{layer}/{layer}/{param}:0"}
+                spec = {
+                    "name": f"{layer}/{param}",
+                    "shape": list(data.shape),
+                    "convention": "keras",
+                    "source_name": f"{layer}/{layer}/{param}:0",
+                }
                 if layer == "dense" and param == "kernel":
                     spec["flatten_shape"] = [2, 2, 120]
                 tensors.append(spec)
@@ -74,8 +77,11 @@ def test_torch_to_keras_to_torch_is_identity():
         spec = lay[f"{layer}/weight"]
         index, shape = torch_to_keras_index(spec.shape, spec.flatten_shape)
         keras = v[spec.offset + index].reshape(shape)
-        kflat = (spec.flatten_shape[1], spec.flatten_shape[2], spec.flatten_shape[0]) \
-            if spec.flatten_shape else None
+        kflat = (
+            (spec.flatten_shape[1], spec.flatten_shape[2], spec.flatten_shape[0])
+            if spec.flatten_shape
+            else None
+        )
         back_index, back_shape = keras_to_torch_index(shape, kflat)
         assert back_shape == spec.shape
         np.testing.assert_array_equal(keras.ravel()[back_index], v[spec.slice()])

@@ -21,15 +21,20 @@ def test_queries_run_unchanged_on_a_local_cluster_from_s3(s3_spot):
 
     tiny_zoo(s3_spot.url, 10, writers=2, storage_options=s3_spot.options, segment_rows=3)
     expected = np.stack([tiny_weights(i, LAYOUT.size) for i in range(10)])
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         zoo = wspace.open(s3_spot.url, storage_options=s3_spot.options)
         church = zoo.sel(cls="church").layer("dense_1")
         seeds = zoo.sel(cls="church").models["seed"].tolist()
         assert_rows_equal(church.values, expected[seeds, LAYOUT.layer_slice("dense_1")])
         means = zoo.layer("conv2d_2").mean("model").values
-        np.testing.assert_allclose(means, expected[:, LAYOUT.layer_slice("conv2d_2")].mean(0),
-                                   rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(
+            means, expected[:, LAYOUT.layer_slice("conv2d_2")].mean(0), rtol=1e-5, atol=1e-7
+        )
         # explicit futures run on the two worker processes, not in this one
         pids = set(client.run(os.getpid).values())
         assert len(pids) == 2 and os.getpid() not in pids

@@ -20,8 +20,11 @@ def layouts(draw: st.DrawFn) -> Layout:
     n_layers = draw(st.integers(1, 5))
     tensors = []
     for i in range(n_layers):
-        for param in draw(st.lists(st.sampled_from(["weight", "bias", "gamma"]), min_size=1,
-                                   max_size=3, unique=True)):
+        for param in draw(
+            st.lists(
+                st.sampled_from(["weight", "bias", "gamma"]), min_size=1, max_size=3, unique=True
+            )
+        ):
             tensors.append({"name": f"l{i}/{param}", "shape": list(draw(shapes))})
     return Layout.from_dict({"name": "h", "tensors": tensors})
 
@@ -29,8 +32,13 @@ def layouts(draw: st.DrawFn) -> Layout:
 @settings(max_examples=60, deadline=None)
 @given(data=st.data(), layout=layouts())
 def test_flatten_unflatten_round_trip_is_bit_exact(data, layout):
-    vector = data.draw(arrays(np.float32, layout.size,
-                              elements=st.floats(width=32, allow_nan=True, allow_infinity=True)))
+    vector = data.draw(
+        arrays(
+            np.float32,
+            layout.size,
+            elements=st.floats(width=32, allow_nan=True, allow_infinity=True),
+        )
+    )
     tensors = layout.unflatten(vector)
     assert list(tensors) == list(layout.tensor_names)
     for spec in layout:
@@ -54,8 +62,14 @@ def test_dict_round_trip(layout):
 def test_from_torch_state_dict_and_module_agree():
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
     lay = Layout.from_torch(net)
-    assert lay.tensor_names == ("0/weight", "0/bias", "1/weight", "1/bias", "1/running_mean",
-                                "1/running_var")  # integer num_batches_tracked skipped
+    assert lay.tensor_names == (
+        "0/weight",
+        "0/bias",
+        "1/weight",
+        "1/bias",
+        "1/running_mean",
+        "1/running_var",
+    )  # integer num_batches_tracked skipped
     assert Layout.from_torch(net.state_dict()) == lay
     v = lay.flatten(net)
     assert v.shape == (lay.size,) and lay.size == 18 + 2 + 2 + 2 + 2 + 2
@@ -64,8 +78,12 @@ def test_from_torch_state_dict_and_module_agree():
 
 
 def small() -> Layout:
-    return Layout.from_dict({"name": "mlp", "tensors": [
-        {"name": "fc/weight", "shape": [4, 3]}, {"name": "fc/bias", "shape": [4]}]})
+    return Layout.from_dict(
+        {
+            "name": "mlp",
+            "tensors": [{"name": "fc/weight", "shape": [4, 3]}, {"name": "fc/bias", "shape": [4]}],
+        }
+    )
 
 
 def test_errors_name_what_is_wrong():
@@ -88,19 +106,31 @@ def test_errors_name_what_is_wrong():
     with pytest.raises(wspace.TensorNotFoundError, match="fc/weight"):
         lay["fc/nope"]
     with pytest.raises(wspace.SchemaMismatchError, match="contiguous"):
-        Layout.from_dict({"tensors": [{"name": "a/w", "shape": [1]}, {"name": "b/w", "shape": [1]},
-                                      {"name": "a/b", "shape": [1]}]})
+        Layout.from_dict(
+            {
+                "tensors": [
+                    {"name": "a/w", "shape": [1]},
+                    {"name": "b/w", "shape": [1]},
+                    {"name": "a/b", "shape": [1]},
+                ]
+            }
+        )
     with pytest.raises(wspace.SchemaMismatchError, match="no tensors"):
         Layout.from_dict({"tensors": []})
     with pytest.raises(wspace.SchemaMismatchError, match="repeated"):
-        Layout.from_dict({"tensors": [{"name": "a/w", "shape": [1]}, {"name": "a/w",
-                                                                        "shape": [1]}]})
+        Layout.from_dict(
+            {"tensors": [{"name": "a/w", "shape": [1]}, {"name": "a/w", "shape": [1]}]}
+        )
 
 
 def test_float_dtypes_are_cast_to_float32():
     lay = small()
-    v = lay.flatten({"fc/weight": torch.ones(4, 3, dtype=torch.bfloat16),
-                     "fc/bias": np.ones(4, dtype=np.float16)})
+    v = lay.flatten(
+        {
+            "fc/weight": torch.ones(4, 3, dtype=torch.bfloat16),
+            "fc/bias": np.ones(4, dtype=np.float16),
+        }
+    )
     assert v.dtype == np.float32 and (v == 1).all()
 
 

@@ -22,8 +22,9 @@ def test_compact_merges_segments_and_keeps_every_row(spot):
     assert report["archs"]["lenet5"]["live_segments"] == 3
     assert wspace.compact(spot.url, storage_options=spot.options) == {"lenet5": 18}
     after = wspace.open(spot.url, storage_options=spot.options)
-    assert wspace.info(spot.url, storage_options=spot.options)["archs"]["lenet5"][
-        "live_segments"] == 1
+    assert (
+        wspace.info(spot.url, storage_options=spot.options)["archs"]["lenet5"]["live_segments"] == 1
+    )
     assert after.models.equals(before.models)
     assert_rows_equal(after.values, before.values)  # the old zoo still reads its segments
     assert wspace.compact(spot.url, storage_options=spot.options) == {}  # already compact
@@ -45,8 +46,14 @@ def test_compaction_racing_a_writer_loses_nothing(tmp_path):
     w.append(tiny_weights(11, LAYOUT.size), model="during_1", seed=11)
     w.close()
     zoo = wspace.open(url)
-    assert zoo.models["model"].tolist() == ["church_0", "tench_1", "church_2", "tench_3",
-                                            "during_0", "during_1"]
+    assert zoo.models["model"].tolist() == [
+        "church_0",
+        "tench_1",
+        "church_2",
+        "tench_3",
+        "during_0",
+        "during_1",
+    ]
     for i, seed in enumerate(zoo.models["seed"]):
         assert_rows_equal(zoo.row(i), tiny_weights(int(seed), LAYOUT.size))
 
@@ -82,7 +89,8 @@ def test_corrupt_chunk_is_reported_by_model_and_layer(tmp_path, damage):
     assert not report.ok
     assert [(p.item, p.rows) for p in report.problems] == [("conv2d_2", (10, 20))]
     assert report.damaged_models == sorted(
-        f"{'church' if i % 2 == 0 else 'tench'}_{i}" for i in range(10, 20))
+        f"{'church' if i % 2 == 0 else 'tench'}_{i}" for i in range(10, 20)
+    )
 
 
 def test_corrupt_commit_record_is_a_clear_error(tmp_path):
@@ -106,6 +114,6 @@ def test_info_reports_bytes_and_layout(tmp_path):
     assert arch["rows"] == 6 and arch["models"] == 6 and arch["params"] == 91_481
     assert arch["layout"]["tensor"].tolist()[:2] == ["conv2d/weight", "conv2d/bias"]
     assert summary["bytes_raw"] == 6 * 91_481 * 4
-    assert 0 < summary["bytes_stored"]
+    assert summary["bytes_stored"] > 0
     assert summary["codec"] == "blosc-zstd"
     assert np.isfinite(summary["ratio"])

@@ -12,10 +12,17 @@ from wspace.architectures import lenet5, lenet5_layout
 from wspace.layout import Layout
 from wspace.testing import assert_rows_equal, tiny_weights, tiny_zoo
 
-SMALL = Layout.from_dict({"name": "mlp", "tensors": [
-    {"name": "fc/weight", "shape": [4, 3]}, {"name": "fc/bias", "shape": [4]},
-    {"name": "out/weight", "shape": [2, 4]}, {"name": "out/bias", "shape": [2]},
-]})
+SMALL = Layout.from_dict(
+    {
+        "name": "mlp",
+        "tensors": [
+            {"name": "fc/weight", "shape": [4, 3]},
+            {"name": "fc/bias", "shape": [4]},
+            {"name": "out/weight", "shape": [2, 4]},
+            {"name": "out/bias", "shape": [2]},
+        ],
+    }
+)
 
 
 def snapshot(url: str, options: dict | None = None) -> tuple[pd.DataFrame, np.ndarray]:
@@ -76,10 +83,28 @@ def test_metadata_columns_types_and_missing(tmp_path):
     wspace.create(url, SMALL)
     v = np.zeros(26, np.float32)
     with wspace.writer(url) as w:
-        w.append(v, model="a", cls="church", seed=7, step=20, accuracy=0.91, ok=True,
-                 curve=[0.1, 0.2, 0.3], hp={"lr": 1e-3})
-        w.append(v, model="b", cls="tench", seed=8, step=20, accuracy=0.5, ok=False,
-                 curve=[0.5], extra_col="x")
+        w.append(
+            v,
+            model="a",
+            cls="church",
+            seed=7,
+            step=20,
+            accuracy=0.91,
+            ok=True,
+            curve=[0.1, 0.2, 0.3],
+            hp={"lr": 1e-3},
+        )
+        w.append(
+            v,
+            model="b",
+            cls="tench",
+            seed=8,
+            step=20,
+            accuracy=0.5,
+            ok=False,
+            curve=[0.5],
+            extra_col="x",
+        )
         w.append(v, model="c", seed=9, step=20, accuracy=1)  # int into a float column
     m = wspace.open(url).models
     assert list(m.columns[:1]) == ["model"]
@@ -109,17 +134,45 @@ def _unchanged(url, before):
     assert_rows_equal(values, before[1])
 
 
-@pytest.mark.parametrize("bad, error, match", [
-    (np.zeros(25, np.float32), wspace.SchemaMismatchError, "26 values; got shape"),
-    (np.zeros((2, 13), np.float32), wspace.SchemaMismatchError, "26 values"),
-    (np.zeros(26, np.int64), wspace.DTypeError, "floating point"),
-    ({"fc/weight": np.zeros((3, 4)), "fc/bias": np.zeros(4), "out/weight": np.zeros((2, 4)),
-      "out/bias": np.zeros(2)}, wspace.SchemaMismatchError, "fc/weight"),
-    ({"fc/weight": np.zeros((4, 3)), "fc/bias": np.zeros(4), "out/weight": np.zeros((2, 4)),
-      "out/bias": np.zeros(2), "nope/weight": np.zeros(1)}, wspace.SchemaMismatchError, "nope"),
-    ({"fc/weight": np.zeros((4, 3), np.int32), "fc/bias": np.zeros(4),
-      "out/weight": np.zeros((2, 4)), "out/bias": np.zeros(2)}, wspace.DTypeError, "fc/weight"),
-])
+@pytest.mark.parametrize(
+    "bad, error, match",
+    [
+        (np.zeros(25, np.float32), wspace.SchemaMismatchError, "26 values; got shape"),
+        (np.zeros((2, 13), np.float32), wspace.SchemaMismatchError, "26 values"),
+        (np.zeros(26, np.int64), wspace.DTypeError, "floating point"),
+        (
+            {
+                "fc/weight": np.zeros((3, 4)),
+                "fc/bias": np.zeros(4),
+                "out/weight": np.zeros((2, 4)),
+                "out/bias": np.zeros(2),
+            },
+            wspace.SchemaMismatchError,
+            "fc/weight",
+        ),
+        (
+            {
+                "fc/weight": np.zeros((4, 3)),
+                "fc/bias": np.zeros(4),
+                "out/weight": np.zeros((2, 4)),
+                "out/bias": np.zeros(2),
+                "nope/weight": np.zeros(1),
+            },
+            wspace.SchemaMismatchError,
+            "nope",
+        ),
+        (
+            {
+                "fc/weight": np.zeros((4, 3), np.int32),
+                "fc/bias": np.zeros(4),
+                "out/weight": np.zeros((2, 4)),
+                "out/bias": np.zeros(2),
+            },
+            wspace.DTypeError,
+            "fc/weight",
+        ),
+    ],
+)
 def test_bad_weights_are_refused_and_store_unchanged(tmp_path, bad, error, match):
     url = tiny_zoo(str(tmp_path / "z.zarr"), 2, layout=SMALL)
     before = snapshot(url)
@@ -136,8 +189,10 @@ def test_nonfinite_refused_by_default_allowed_on_request(tmp_path, value):
     before = snapshot(url)
     v = np.zeros(26, np.float32)
     v[25] = value
-    with wspace.writer(url) as w, pytest.raises(wspace.NonFiniteWeightsError,
-                                                match="out/bias.*allow_nonfinite"):
+    with (
+        wspace.writer(url) as w,
+        pytest.raises(wspace.NonFiniteWeightsError, match="out/bias.*allow_nonfinite"),
+    ):
         w.append(v, model="nan_model")
     _unchanged(url, before)
     with wspace.writer(url, allow_nonfinite=True) as w:

@@ -22,8 +22,7 @@ def expected(indices, step=0):
 
 def test_readme_query_on_every_backend(spot):
     tiny_zoo(spot.url, 6, storage_options=spot.options, writers=2)
-    church = wspace.open(spot.url, storage_options=spot.options).sel(cls="church").layer(
-        "dense_1")
+    church = wspace.open(spot.url, storage_options=spot.options).sel(cls="church").layer("dense_1")
     assert church.dims == ("model", "param") and church.shape == (3, 85)
     assert list(church["model"].values) == ["church_0", "church_2", "church_4"]
     assert set(church["layer"].values) == {"dense_1"}
@@ -41,7 +40,10 @@ def test_metadata_selection_semantics(tmp_path):
     high = zoo.where(lambda m: m.accuracy > 0.8)
     assert high.models["model"].tolist() == ["golf_ball_5", "church_6", "tench_7"]
     assert zoo.isel(model=slice(0, 3)).models["model"].tolist() == [
-        "church_0", "tench_1", "golf_ball_2"]
+        "church_0",
+        "tench_1",
+        "golf_ball_2",
+    ]
     chained = zoo.sel(cls="church").isel(model=[1]).where(lambda m: m.seed > 0)
     assert chained.models["model"].tolist() == ["church_3"]
     assert_rows_equal(chained.values, expected([3]))
@@ -94,8 +96,9 @@ def test_tensor_shapes_and_keras_view(tmp_path):
     assert zoo.tensor("conv2d/kernel").shape == (3, 5, 5, 3, 6)
     got = zoo.tensor("conv2d/weight").values
     np.testing.assert_array_equal(got[1], nets[1].conv2d.weight.detach().numpy())
-    np.testing.assert_array_equal(zoo.tensor("dense_1/kernel").values[2],
-                                  nets[2].dense_1.weight.detach().numpy().T)
+    np.testing.assert_array_equal(
+        zoo.tensor("dense_1/kernel").values[2], nets[2].dense_1.weight.detach().numpy().T
+    )
 
 
 def test_module_and_state_dict_rebuild_the_network(tmp_path):
@@ -125,7 +128,7 @@ def test_batches_stream_every_row_once(tmp_path):
     assert seen != zoo.models["model"].tolist()  # shuffled
     again = [m for b in zoo.batches(3, shuffle=True, seed=1) for m in b.models["model"]]
     assert again == seen  # seeded
-    assert [len(b.index) for b in zoo.batches(3, drop_last=True)] == [3, 3]
+    assert [len(b.positions) for b in zoo.batches(3, drop_last=True)] == [3, 3]
     ds = zoo.dataset(target="cls")
     vector, target = ds[1]
     assert ds.classes == ["church", "tench"] and int(target) == 1
@@ -161,8 +164,10 @@ def test_reads_touch_only_the_chunks_needed(tmp_path):
     counting.reads.clear()
     assert_rows_equal(zoo.isel(model=17).values[0], tiny_weights(17, LAYOUT.size))
     reads = counting.chunk_reads()
-    assert sorted(reads) == [f"{k.rsplit('/w', 1)[0]}/w{i:03d}/c/1/0" for i, k in
-                             zip(range(5), sorted(reads), strict=True)]
+    assert sorted(reads) == [
+        f"{k.rsplit('/w', 1)[0]}/w{i:03d}/c/1/0"
+        for i, k in zip(range(5), sorted(reads), strict=True)
+    ]
     counting.reads.clear()
     zoo.isel(model=17).layer("conv2d").values
     assert len(counting.chunk_reads()) == 1

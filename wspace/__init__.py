@@ -66,8 +66,8 @@ __all__ = [
     "TensorNotFoundError",
     "TensorSpec",
     "VerifyReport",
-    "WspaceError",
     "Writer",
+    "WspaceError",
     "Zoo",
     "__version__",
     "add_arch",
@@ -81,7 +81,7 @@ __all__ = [
 ]
 
 
-def open(  # noqa: A001 - the natural name, as xarray.open_dataset / zarr.open
+def open(
     url: StoreLike,
     *,
     storage_options: Mapping[str, Any] | None = None,

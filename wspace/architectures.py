@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -31,11 +31,13 @@ class LeNet5(nn.Module):
     torch.Size([2, 1])
     """
 
-    wspace_architecture = "lenet5"
-    wspace_flatten_inputs = {"dense": (120, 2, 2)}  # (c, h, w) of the map that dense reads
+    wspace_architecture: ClassVar[str] = "lenet5"
+    # (c, h, w) of the feature map that ``dense`` reads through Flatten
+    wspace_flatten_inputs: ClassVar[dict[str, tuple[int, ...]]] = {"dense": (120, 2, 2)}
 
-    def __init__(self, init: Literal["torch", "keras"] = "torch",
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self, init: Literal["torch", "keras"] = "torch", generator: torch.Generator | None = None
+    ) -> None:
         super().__init__()
         self.conv2d = nn.Conv2d(3, 6, 5, padding=2)  # Keras padding="same"
         self.average_pooling2d = nn.AvgPool2d(2)
@@ -47,21 +49,29 @@ class LeNet5(nn.Module):
         self.dense_1 = nn.Linear(84, 1)
         self.reset(init, generator)
 
-    def reset(self, init: Literal["torch", "keras"] = "torch",
-              generator: torch.Generator | None = None) -> None:
+    def reset(
+        self, init: Literal["torch", "keras"] = "torch", generator: torch.Generator | None = None
+    ) -> None:
         """Re-initialise: torch defaults, or Keras 2 defaults (Glorot-uniform, zero bias)."""
         with torch.no_grad():
-            for module in (self.conv2d, self.conv2d_1, self.conv2d_2, self.dense, self.dense_1):
-                weight = module.weight
+            modules: tuple[nn.Conv2d | nn.Linear, ...] = (
+                self.conv2d,
+                self.conv2d_1,
+                self.conv2d_2,
+                self.dense,
+                self.dense_1,
+            )
+            for module in modules:
+                weight, bias = module.weight, module.bias
+                assert bias is not None
                 if init == "keras":
                     fan_out = weight.shape[0] * weight[0, 0].numel()
                     fan_in = weight.shape[1] * weight[0, 0].numel()
                     bound = (6.0 / (fan_in + fan_out)) ** 0.5
-                    module.bias.zero_()
+                    bias.zero_()
                 else:
                     bound = 1.0 / weight[0].numel() ** 0.5  # torch's kaiming_uniform(a=sqrt 5)
-                    module.bias.copy_(
-                        torch.rand(module.bias.shape, generator=generator) * 2 * bound - bound)
+                    bias.copy_(torch.rand(bias.shape, generator=generator) * 2 * bound - bound)
                 weight.copy_(torch.rand(weight.shape, generator=generator) * 2 * bound - bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,4 +115,5 @@ def build(name: str) -> nn.Module:
     except KeyError:
         raise ArchitectureNotFoundError(
             f"no registered architecture {name!r}; known: {listing(ARCHITECTURES)}; add one "
-            "with wspace.architectures.register(name, factory)") from None
+            "with wspace.architectures.register(name, factory)"
+        ) from None

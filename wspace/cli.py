@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import numpy as np
 import pandas as pd
 import typer
 
@@ -16,22 +17,33 @@ from wspace.errors import CoordinateNotFoundError, WspaceError, listing
 
 app = typer.Typer(
     help="wspace: store, query and check neural-network weight zoos (Zarr v3 stores on any "
-         "fsspec URL). Exit codes: 0 ok, 1 verification found damage, 2 bad input or error.",
+    "fsspec URL). Exit codes: 0 ok, 1 verification found damage, 2 bad input or error.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 
-URL = Annotated[str, typer.Argument(help="Store: local path or fsspec URL (s3://..., memory://...).")]
+URL = Annotated[
+    str, typer.Argument(help="Store: local path or fsspec URL (s3://..., memory://...).")
+]
 OPTIONS = Annotated[
     list[str] | None,
-    typer.Option("--storage-option", "-o", metavar="KEY=VALUE",
-                 help="fsspec storage option, repeatable (e.g. -o endpoint_url=http://...)."),
+    typer.Option(
+        "--storage-option",
+        "-o",
+        metavar="KEY=VALUE",
+        help="fsspec storage option, repeatable (e.g. -o endpoint_url=http://...).",
+    ),
 ]
 
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
-    ">=": operator.ge, "<=": operator.le, "!=": operator.ne, "==": operator.eq,
-    "=": operator.eq, ">": operator.gt, "<": operator.lt,
+    ">=": operator.ge,
+    "<=": operator.le,
+    "!=": operator.ne,
+    "==": operator.eq,
+    "=": operator.eq,
+    ">": operator.gt,
+    "<": operator.lt,
 }
 _WHERE = re.compile(r"^\s*([^=!<>\s]+)\s*(>=|<=|!=|==|=|>|<)\s*(.*?)\s*$")
 
@@ -63,18 +75,20 @@ def apply_where(zoo: wspace.Zoo, expressions: list[str] | None) -> wspace.Zoo:
         column, op, text = match.groups()
         if column not in models.columns:
             raise CoordinateNotFoundError(
-                f"--where {expression!r}: no column {column!r}; columns: "
-                f"{listing(models.columns)}")
+                f"--where {expression!r}: no column {column!r}; columns: {listing(models.columns)}"
+            )
         value: Any = text
-        if pd.api.types.is_numeric_dtype(models[column].dtype) and \
-                not pd.api.types.is_bool_dtype(models[column].dtype):
+        if pd.api.types.is_numeric_dtype(models[column].dtype) and not pd.api.types.is_bool_dtype(
+            models[column].dtype
+        ):
             try:
                 value = float(text)
             except ValueError:
                 raise WspaceError(f"--where {expression!r}: {column} is numeric") from None
         elif pd.api.types.is_bool_dtype(models[column].dtype):
             value = text.lower() in ("1", "true", "yes")
-        zoo = zoo.where(lambda m, c=column, f=_OPS[op], v=value: f(m[c], v).fillna(False))
+        mask = _OPS[op](models[column], value)
+        zoo = zoo.where(np.asarray(mask.fillna(False), dtype=bool))
         models = zoo.models
     return zoo
 
@@ -85,8 +99,11 @@ def _fail(exc: Exception) -> None:
 
 
 @app.command()
-def info(url: URL, storage_option: OPTIONS = None,
-         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def info(
+    url: URL,
+    storage_option: OPTIONS = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
     """Summarise a store: rows, models, architectures and layouts, columns, segments, bytes."""
     try:
         summary = wspace.info(url, storage_options=_options(storage_option))
@@ -101,36 +118,46 @@ def info(url: URL, storage_option: OPTIONS = None,
     typer.echo(f"store      {summary['url']}")
     typer.echo(f"version    {summary['version']} (commit records)")
     typer.echo(f"codec      {summary['codec']}")
-    typer.echo(f"bytes      {summary['bytes_stored']:,} stored / {summary['bytes_raw']:,} raw "
-               f"float32 (ratio {summary['ratio']:.2f}x)")
+    typer.echo(
+        f"bytes      {summary['bytes_stored']:,} stored / {summary['bytes_raw']:,} raw "
+        f"float32 (ratio {summary['ratio']:.2f}x)"
+    )
     for name, arch in summary["archs"].items():
-        typer.echo(f"\narchitecture {name!r} ({arch['architecture'] or 'no torch builder'}): "
-                   f"{arch['rows']} rows, {arch['models']} models, {arch['params']:,} params, "
-                   f"{arch['live_segments']} live segment(s), "
-                   f"{arch['segments_on_storage']} on storage")
+        typer.echo(
+            f"\narchitecture {name!r} ({arch['architecture'] or 'no torch builder'}): "
+            f"{arch['rows']} rows, {arch['models']} models, {arch['params']:,} params, "
+            f"{arch['live_segments']} live segment(s), "
+            f"{arch['segments_on_storage']} on storage"
+        )
         typer.echo(arch["layout"].to_string(index=False))
         typer.echo("columns: " + ", ".join(f"{c} ({t})" for c, t in arch["columns"].items()))
 
 
 @app.command("ls")
-def ls(url: URL, storage_option: OPTIONS = None,
-       where: Annotated[list[str] | None, typer.Option(
-           "--where", "-w", help="Filter COLUMN=VALUE, COLUMN>VALUE, ... (repeatable).")] = None,
-       limit: Annotated[int, typer.Option(help="Rows to show (0: all).")] = 20,
-       arch: Annotated[str | None, typer.Option(help="Architecture group.")] = None,
-       columns: Annotated[str | None, typer.Option(help="Comma-separated columns.")] = None,
-       ) -> None:
+def ls(
+    url: URL,
+    storage_option: OPTIONS = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option("--where", "-w", help="Filter COLUMN=VALUE, COLUMN>VALUE, ... (repeatable)."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Rows to show (0: all).")] = 20,
+    arch: Annotated[str | None, typer.Option(help="Architecture group.")] = None,
+    columns: Annotated[str | None, typer.Option(help="Comma-separated columns.")] = None,
+) -> None:
     """List the rows of a store with their metadata."""
     try:
-        zoo = apply_where(wspace.open(url, storage_options=_options(storage_option), arch=arch),
-                          where)
+        zoo = apply_where(
+            wspace.open(url, storage_options=_options(storage_option), arch=arch), where
+        )
         frame = zoo.models
         if columns:
             wanted = [c.strip() for c in columns.split(",")]
             missing = [c for c in wanted if c not in frame.columns]
             if missing:
-                raise CoordinateNotFoundError(f"no column(s) {missing}; columns: "
-                                              f"{listing(frame.columns)}")
+                raise CoordinateNotFoundError(
+                    f"no column(s) {missing}; columns: {listing(frame.columns)}"
+                )
             frame = frame[wanted]
     except (WspaceError, OSError) as exc:
         _fail(exc)
@@ -143,9 +170,11 @@ def ls(url: URL, storage_option: OPTIONS = None,
 
 
 @app.command()
-def compact(url: URL, storage_option: OPTIONS = None,
-            arch: Annotated[str | None, typer.Option(help="Only this architecture.")] = None,
-            ) -> None:
+def compact(
+    url: URL,
+    storage_option: OPTIONS = None,
+    arch: Annotated[str | None, typer.Option(help="Only this architecture.")] = None,
+) -> None:
     """Merge writer segments into read-optimised archives (atomic for readers)."""
     try:
         done = wspace.compact(url, arch=arch, storage_options=_options(storage_option))
@@ -167,21 +196,25 @@ def verify(url: URL, storage_option: OPTIONS = None) -> None:
         _fail(exc)
         return
     for p in report.problems:
-        typer.echo(f"DAMAGED arch={p.arch} layer={p.item} segment={p.segment} "
-                   f"rows={p.rows[0]}-{p.rows[1] - 1} models={','.join(p.models)}: {p.error}")
-    typer.echo(f"{report.chunks_checked} chunks checked, {len(report.problems)} damaged"
-               + (f" ({len(report.damaged_models)} models)" if report.problems else ""))
+        typer.echo(
+            f"DAMAGED arch={p.arch} layer={p.item} segment={p.segment} "
+            f"rows={p.rows[0]}-{p.rows[1] - 1} models={','.join(p.models)}: {p.error}"
+        )
+    typer.echo(
+        f"{report.chunks_checked} chunks checked, {len(report.problems)} damaged"
+        + (f" ({len(report.damaged_models)} models)" if report.problems else "")
+    )
     if not report.ok:
         raise typer.Exit(1)
 
 
 @app.command()
-def demo(path: Annotated[str, typer.Argument(help="Where to write the demo store.")]
-         = "demo-zoo.zarr",
-         models: Annotated[int, typer.Option(help="LeNet-5 networks to store.")] = 30,
-         workers: Annotated[int, typer.Option(help="Writer processes.")] = 2,
-         overwrite: Annotated[bool, typer.Option(help="Replace an existing demo store.")]
-         = False) -> None:
+def demo(
+    path: Annotated[str, typer.Argument(help="Where to write the demo store.")] = "demo-zoo.zarr",
+    models: Annotated[int, typer.Option(help="LeNet-5 networks to store.")] = 30,
+    workers: Annotated[int, typer.Option(help="Writer processes.")] = 2,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing demo store.")] = False,
+) -> None:
     """Build a small zoo of torch-initialised LeNet-5s with concurrent writers, and query it."""
     from wspace.demo import run_demo
 

@@ -24,8 +24,18 @@ from wspace.errors import StoreExistsError
 
 __all__ = ["IMAGENETTE_CLASSES", "run_demo"]
 
-IMAGENETTE_CLASSES = ("tench", "english_springer", "cassette_player", "chain_saw", "church",
-                      "french_horn", "garbage_truck", "gas_pump", "golf_ball", "parachute")
+IMAGENETTE_CLASSES = (
+    "tench",
+    "english_springer",
+    "cassette_player",
+    "chain_saw",
+    "church",
+    "french_horn",
+    "garbage_truck",
+    "gas_pump",
+    "golf_ball",
+    "parachute",
+)
 
 
 def _model(i: int) -> tuple[str, str, int]:
@@ -44,8 +54,14 @@ def _write(path: str, indices: list[int], done: Any) -> None:
                 done.value += 1
 
 
-def run_demo(path: str, *, models: int = 30, workers: int = 2, overwrite: bool = False,
-             echo: Callable[[str], Any] = print) -> wspace.Zoo:
+def run_demo(
+    path: str,
+    *,
+    models: int = 30,
+    workers: int = 2,
+    overwrite: bool = False,
+    echo: Callable[[str], Any] = print,
+) -> wspace.Zoo:
     """Build the demo zoo at ``path`` and print what the queries return."""
     target = Path(path)
     if target.exists():
@@ -55,13 +71,14 @@ def run_demo(path: str, *, models: int = 30, workers: int = 2, overwrite: bool =
     wspace.create(path, lenet5_layout())
     ctx = mp.get_context("spawn")
     done = ctx.Value("i", 0)
-    procs = [ctx.Process(target=_write, args=(path, list(range(k, models, workers)), done))
-             for k in range(workers)]
+    procs = [
+        ctx.Process(target=_write, args=(path, list(range(k, models, workers)), done))
+        for k in range(workers)
+    ]
     start = time.perf_counter()
     for p in procs:
         p.start()
-    with tqdm(total=models, desc=f"{workers} writer processes", unit="net",
-              disable=None) as bar:
+    with tqdm(total=models, desc=f"{workers} writer processes", unit="net", disable=None) as bar:
         while any(p.is_alive() for p in procs):
             bar.update(done.value - bar.n)
             time.sleep(0.1)
@@ -70,14 +87,15 @@ def run_demo(path: str, *, models: int = 30, workers: int = 2, overwrite: bool =
         p.join()
         if p.exitcode:
             raise wspace.WspaceError(f"demo writer process exited with code {p.exitcode}")
-    echo(f"wrote {models} LeNet-5s with {workers} processes in "
-         f"{time.perf_counter() - start:.1f} s")
+    echo(f"wrote {models} LeNet-5s with {workers} processes in {time.perf_counter() - start:.1f} s")
 
     zoo = wspace.open(path)
     echo(f"\n>>> zoo = wspace.open({path!r})\n{zoo}")
     church = zoo.sel(cls="church").layer("dense_1")
-    echo(f"\n>>> zoo.sel(cls='church').layer('dense_1')   # lazy: {church.shape}, "
-         f"{church.data.npartitions} dask chunk(s)")
+    echo(
+        f"\n>>> zoo.sel(cls='church').layer('dense_1')   # lazy: {church.shape}, "
+        f"{church.data.npartitions} dask chunk(s)"
+    )
     values = church.values
     echo(f"computed: shape {values.shape}, mean {values.mean():+.5f}, std {values.std():.5f}")
     kernel = zoo.tensor("dense_1/kernel")
@@ -89,8 +107,9 @@ def run_demo(path: str, *, models: int = 30, workers: int = 2, overwrite: bool =
     same = torch.equal(net(x), lenet5(seed=index).eval()(x))
     echo(f"\n>>> zoo.module(0)   # {name}: rebuilt network gives the original outputs: {same}")
     report = wspace.verify(path)
-    echo(f"\n>>> wspace.verify(...)   {report.chunks_checked} chunks, "
-         f"{len(report.problems)} damaged")
+    echo(
+        f"\n>>> wspace.verify(...)   {report.chunks_checked} chunks, {len(report.problems)} damaged"
+    )
     compacted = wspace.compact(path)
     after = wspace.open(path)
     same_rows = np.array_equal(after.sel(cls="church").layer("dense_1").values, values)

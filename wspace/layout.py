@@ -59,8 +59,12 @@ class TensorSpec:
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
         out: dict[str, Any] = {
-            "name": self.name, "layer": self.layer, "shape": list(self.shape),
-            "offset": self.offset, "size": self.size, "convention": self.convention,
+            "name": self.name,
+            "layer": self.layer,
+            "shape": list(self.shape),
+            "offset": self.offset,
+            "size": self.size,
+            "convention": self.convention,
             "source_name": self.source_name,
         }
         if self.flatten_shape is not None:
@@ -111,10 +115,8 @@ class Layout:
     name: str = "default"
     architecture: str | None = None
     _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
-    _by_source: dict[str, int] = field(default_factory=dict, init=False, repr=False,
-                                       compare=False)
-    _layers: dict[str, slice] = field(default_factory=dict, init=False, repr=False,
-                                      compare=False)
+    _by_source: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _layers: dict[str, slice] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.tensors:
@@ -126,22 +128,25 @@ class Layout:
             if t.offset != offset:
                 raise SchemaMismatchError(
                     f"layout {self.name!r}: tensor {t.name!r} starts at {t.offset}, expected "
-                    f"{offset}")
+                    f"{offset}"
+                )
             if t.size != math.prod(t.shape):
                 raise SchemaMismatchError(
-                    f"layout {self.name!r}: tensor {t.name!r} has size {t.size} but shape "
-                    f"{t.shape}")
+                    f"layout {self.name!r}: tensor {t.name!r} has size {t.size} but shape {t.shape}"
+                )
             if "/" not in t.name or t.name.rsplit("/", 1)[0] != t.layer:
                 raise SchemaMismatchError(
                     f"layout {self.name!r}: tensor name {t.name!r} must be '<layer>/<param>' "
-                    f"with layer {t.layer!r}")
+                    f"with layer {t.layer!r}"
+                )
             if t.name in self._index:
                 raise SchemaMismatchError(f"layout {self.name!r}: tensor {t.name!r} repeated")
             if t.layer != previous:
                 if t.layer in closed:
                     raise SchemaMismatchError(
                         f"layout {self.name!r}: tensor {t.name!r} is separated from the other "
-                        f"tensors of layer {t.layer!r}; a layer must be contiguous")
+                        f"tensors of layer {t.layer!r}; a layer must be contiguous"
+                    )
                 if previous is not None:
                     closed.add(previous)
                 self._layers[t.layer] = slice(t.offset, t.stop)
@@ -182,8 +187,8 @@ class Layout:
             return self.tensors[self._index[name]]
         except KeyError:
             raise TensorNotFoundError(
-                f"no tensor {name!r} in layout {self.name!r}; tensors: "
-                f"{listing(self.tensor_names)}") from None
+                f"no tensor {name!r} in layout {self.name!r}; tensors: {listing(self.tensor_names)}"
+            ) from None
 
     def layer_slice(self, layer: str) -> slice:
         """The contiguous slice of the flat vector holding ``layer``."""
@@ -191,8 +196,8 @@ class Layout:
             return self._layers[layer]
         except KeyError:
             raise LayerNotFoundError(
-                f"no layer {layer!r} in layout {self.name!r}; layers: "
-                f"{listing(self.layers)}") from None
+                f"no layer {layer!r} in layout {self.name!r}; layers: {listing(self.layers)}"
+            ) from None
 
     def layer_tensors(self, layer: str) -> tuple[TensorSpec, ...]:
         """The tensors of ``layer``, in order."""
@@ -206,14 +211,16 @@ class Layout:
 
     def describe(self) -> pd.DataFrame:
         """The layout as a table: tensor, layer, shape, offset, size, source name."""
-        return pd.DataFrame({
-            "tensor": [t.name for t in self.tensors],
-            "layer": [t.layer for t in self.tensors],
-            "shape": [str(tuple(t.shape)) for t in self.tensors],
-            "offset": [t.offset for t in self.tensors],
-            "size": [t.size for t in self.tensors],
-            "source": [t.source_name for t in self.tensors],
-        })
+        return pd.DataFrame(
+            {
+                "tensor": [t.name for t in self.tensors],
+                "layer": [t.layer for t in self.tensors],
+                "shape": [str(tuple(t.shape)) for t in self.tensors],
+                "offset": [t.offset for t in self.tensors],
+                "size": [t.size for t in self.tensors],
+                "source": [t.source_name for t in self.tensors],
+            }
+        )
 
     # -- flatten / unflatten -----------------------------------------------------------------
     def flatten(self, tensors: Any) -> np.ndarray:
@@ -227,7 +234,8 @@ class Layout:
         if not isinstance(tensors, Mapping):
             raise SchemaMismatchError(
                 f"layout {self.name!r}: flatten() takes a mapping of tensors or a module, got "
-                f"{type(tensors).__name__}")
+                f"{type(tensors).__name__}"
+            )
         out = np.empty(self.size, dtype=np.float32)
         seen: set[int] = set()
         extra = []
@@ -235,8 +243,10 @@ class Layout:
             i = self._index.get(key, self._by_source.get(key))
             if i is None:
                 if hasattr(value, "dtype") and not (
-                        np.issubdtype(np.asarray(value).dtype, np.floating)
-                        if not hasattr(value, "detach") else value.dtype.is_floating_point):
+                    np.issubdtype(np.asarray(value).dtype, np.floating)
+                    if not hasattr(value, "detach")
+                    else value.dtype.is_floating_point
+                ):
                     continue  # integer buffers such as BatchNorm's num_batches_tracked
                 extra.append(key)
                 continue
@@ -245,17 +255,20 @@ class Layout:
             if tuple(array.shape) != spec.shape:
                 raise SchemaMismatchError(
                     f"tensor {spec.name!r} of layout {self.name!r} has shape {spec.shape}; got "
-                    f"{tuple(array.shape)}")
+                    f"{tuple(array.shape)}"
+                )
             out[spec.slice()] = array.reshape(-1)
             seen.add(i)
         if extra:
             raise SchemaMismatchError(
                 f"unexpected tensor(s) {listing(extra)} for layout {self.name!r}; tensors: "
-                f"{listing(self.tensor_names)}")
+                f"{listing(self.tensor_names)}"
+            )
         if len(seen) != len(self.tensors):
             missing = [t.name for i, t in enumerate(self.tensors) if i not in seen]
-            raise SchemaMismatchError(f"missing tensor(s) {listing(missing)} for layout "
-                                      f"{self.name!r}")
+            raise SchemaMismatchError(
+                f"missing tensor(s) {listing(missing)} for layout {self.name!r}"
+            )
         return out
 
     def unflatten(self, vector: Any) -> dict[str, np.ndarray]:
@@ -263,11 +276,12 @@ class Layout:
         array = np.asarray(vector)
         if array.ndim not in (1, 2) or array.shape[-1] != self.size:
             raise SchemaMismatchError(
-                f"layout {self.name!r} needs vectors of {self.size} values; got shape "
-                f"{array.shape}")
+                f"layout {self.name!r} needs vectors of {self.size} values; got shape {array.shape}"
+            )
         lead = array.shape[:-1]
-        return {t.name: array[..., t.offset:t.stop].reshape(*lead, *t.shape)
-                for t in self.tensors}
+        return {
+            t.name: array[..., t.offset : t.stop].reshape(*lead, *t.shape) for t in self.tensors
+        }
 
     def to_state_dict(self, vector: Any) -> dict[str, Any]:
         """A torch ``state_dict`` (keys = source names) of a flat vector of a torch layout."""
@@ -276,9 +290,12 @@ class Layout:
         if any(t.convention != "torch" for t in self.tensors):
             raise SchemaMismatchError(
                 f"layout {self.name!r} is in Keras convention; convert it before building a "
-                "torch state_dict")
-        return {t.source_name or t.name: torch.from_numpy(np.array(a, dtype=np.float32))
-                for t, a in zip(self.tensors, self.unflatten(vector).values(), strict=True)}
+                "torch state_dict"
+            )
+        return {
+            t.source_name or t.name: torch.from_numpy(np.array(a, dtype=np.float32))
+            for t, a in zip(self.tensors, self.unflatten(vector).values(), strict=True)
+        }
 
     # -- views across conventions ------------------------------------------------------------
     def view(self, name: str) -> tuple[TensorSpec, np.ndarray, tuple[int, ...]]:
@@ -302,14 +319,18 @@ class Layout:
             if spec.convention == "keras" and param == "weight":
                 index, shape = keras_to_torch_index(spec.shape, spec.flatten_shape)
                 return spec, index, shape
-        raise TensorNotFoundError(f"no tensor {name!r} in layout {self.name!r}; tensors: "
-                                  f"{listing(self.tensor_names)}")
+        raise TensorNotFoundError(
+            f"no tensor {name!r} in layout {self.name!r}; tensors: {listing(self.tensor_names)}"
+        )
 
     # -- serialisation -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (inverse: :meth:`from_dict`)."""
-        return {"name": self.name, "architecture": self.architecture,
-                "tensors": [t.to_dict() for t in self.tensors]}
+        return {
+            "name": self.name,
+            "architecture": self.architecture,
+            "tensors": [t.to_dict() for t in self.tensors],
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Layout:
@@ -321,19 +342,29 @@ class Layout:
             name = str(t["name"])
             size = math.prod(shape)
             flat = t.get("flatten_shape")
-            specs.append(TensorSpec(
-                name=name, layer=str(t.get("layer", name.rsplit("/", 1)[0])), shape=shape,
-                offset=int(t.get("offset", offset)), size=int(t.get("size", size)),
-                convention=t.get("convention", "torch"),
-                source_name=str(t.get("source_name", name)),
-                flatten_shape=None if flat is None else tuple(int(s) for s in flat)))
+            specs.append(
+                TensorSpec(
+                    name=name,
+                    layer=str(t.get("layer", name.rsplit("/", 1)[0])),
+                    shape=shape,
+                    offset=int(t.get("offset", offset)),
+                    size=int(t.get("size", size)),
+                    convention=t.get("convention", "torch"),
+                    source_name=str(t.get("source_name", name)),
+                    flatten_shape=None if flat is None else tuple(int(s) for s in flat),
+                )
+            )
             offset += size
-        return cls(tuple(specs), name=str(data.get("name", "default")),
-                   architecture=data.get("architecture"))
+        return cls(
+            tuple(specs),
+            name=str(data.get("name", "default")),
+            architecture=data.get("architecture"),
+        )
 
     @classmethod
-    def from_torch(cls, module: Any, *, name: str | None = None,
-                   architecture: str | None = None) -> Layout:
+    def from_torch(
+        cls, module: Any, *, name: str | None = None, architecture: str | None = None
+    ) -> Layout:
         """The layout of a torch ``nn.Module`` or ``state_dict`` (floating entries, in order).
 
         Examples
@@ -343,8 +374,7 @@ class Layout:
         ('0/weight', '0/bias')
         """
         arch = getattr(module, "wspace_architecture", None)
-        flatten_inputs: Mapping[str, tuple[int, ...]] = getattr(
-            module, "wspace_flatten_inputs", {})
+        flatten_inputs: Mapping[str, tuple[int, ...]] = getattr(module, "wspace_flatten_inputs", {})
         state = module.state_dict() if hasattr(module, "state_dict") else module
         specs = []
         offset = 0
@@ -356,9 +386,17 @@ class Layout:
             shape = tuple(int(s) for s in value.shape)
             size = math.prod(shape)
             flat = flatten_inputs.get(layer) if param == "weight" else None
-            specs.append(TensorSpec(name=f"{layer}/{param}", layer=layer, shape=shape,
-                                    offset=offset, size=size, convention="torch",
-                                    source_name=key, flatten_shape=flat))
+            specs.append(
+                TensorSpec(
+                    name=f"{layer}/{param}",
+                    layer=layer,
+                    shape=shape,
+                    offset=offset,
+                    size=size,
+                    convention="torch",
+                    source_name=key,
+                    flatten_shape=flat,
+                )
+            )
             offset += size
-        return cls(tuple(specs), name=name or arch or "default",
-                   architecture=architecture or arch)
+        return cls(tuple(specs), name=name or arch or "default", architecture=architecture or arch)

@@ -23,7 +23,7 @@ class Batch(NamedTuple):
     """``(batch, params)`` float32."""
     models: pd.DataFrame
     """The rows' metadata, in batch order."""
-    index: np.ndarray
+    positions: np.ndarray
     """Positions of the rows in the zoo."""
 
 
@@ -35,8 +35,15 @@ def _read(zoo: Zoo, index: np.ndarray) -> Batch:
     return Batch(torch.from_numpy(out), zoo.models.iloc[index].reset_index(drop=True), index)
 
 
-def batches(zoo: Zoo, batch_size: int, *, shuffle: bool = False, seed: int | None = None,
-            drop_last: bool = False, prefetch: bool = True) -> Iterator[Batch]:
+def batches(
+    zoo: Zoo,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int | None = None,
+    drop_last: bool = False,
+    prefetch: bool = True,
+) -> Iterator[Batch]:
     """Yield :class:`Batch` es of ``batch_size`` rows; each batch reads only its own rows.
 
     Parameters
@@ -66,7 +73,7 @@ def batches(zoo: Zoo, batch_size: int, *, shuffle: bool = False, seed: int | Non
     if shuffle:
         order = np.random.default_rng(seed).permutation(len(zoo))
     stops = range(batch_size, len(order) + (0 if drop_last else batch_size), batch_size)
-    groups = [order[stop - batch_size:stop] for stop in stops]
+    groups = [order[stop - batch_size : stop] for stop in stops]
     if not prefetch:
         for group in groups:
             yield _read(zoo, group)

@@ -59,14 +59,17 @@ def tiny_zoo(
     handles = [wspace.writer(url, storage_options=storage_options) for _ in range(writers)]
     for i in range(n_models):
         cls = classes[i % len(classes)]
-        for step in steps or [None]:
-            meta: dict[str, Any] = {"cls": cls, "seed": i,
-                                    "accuracy": 0.5 + i / (2 * max(n_models, 1))}
+        for step in list(steps) if steps else [None]:
+            meta: dict[str, Any] = {
+                "cls": cls,
+                "seed": i,
+                "accuracy": 0.5 + i / (2 * max(n_models, 1)),
+            }
             if step is not None:
                 meta["step"] = step
             handles[i % writers].append(
-                tiny_weights(i, layout.size, seed=seed, step=step or 0),
-                model=f"{cls}_{i}", **meta)
+                tiny_weights(i, layout.size, seed=seed, step=step or 0), model=f"{cls}_{i}", **meta
+            )
     for handle in handles:
         handle.close()
     return url
@@ -83,9 +86,16 @@ def assert_rows_equal(actual: np.ndarray, expected: np.ndarray, *, what: str = "
         raise AssertionError(f"{what}: {len(bad)} values differ, first at {bad[:3].tolist()}")
 
 
-def write_models(url: str, indices: Sequence[int], *, storage_options: Mapping[str, Any] | None
-                 = None, commit_every: int = 7, seed: int = 0, size: int | None = None,
-                 classes: Sequence[str] = CLASSES[:2]) -> None:
+def write_models(
+    url: str,
+    indices: Sequence[int],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    commit_every: int = 7,
+    seed: int = 0,
+    size: int | None = None,
+    classes: Sequence[str] = CLASSES[:2],
+) -> None:
     """Append models ``indices`` of a tiny zoo through one writer (for worker processes).
 
     Model ``i`` gets the name, metadata and weights :func:`tiny_zoo` would give it.
@@ -96,5 +106,6 @@ def write_models(url: str, indices: Sequence[int], *, storage_options: Mapping[s
         width = size or next(iter(w.layouts.values())).size
         for i in indices:
             cls = classes[i % len(classes)]
-            w.append(tiny_weights(i, width, seed=seed), model=f"{cls}_{i}", cls=cls, seed=i,
-                     accuracy=0.5)
+            w.append(
+                tiny_weights(i, width, seed=seed), model=f"{cls}_{i}", cls=cls, seed=i, accuracy=0.5
+            )

@@ -50,10 +50,17 @@ class Zoo:
     (2, 85)
     """
 
-    def __init__(self, ds: xr.Dataset, models: pd.DataFrame, layout: Layout, *,
-                 handle: StoreHandle | None = None, arch: str | None = None,
-                 layers: Mapping[str, da.Array] | None = None,
-                 positions: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        ds: xr.Dataset,
+        models: pd.DataFrame,
+        layout: Layout,
+        *,
+        handle: StoreHandle | None = None,
+        arch: str | None = None,
+        layers: Mapping[str, da.Array] | None = None,
+        positions: np.ndarray | None = None,
+    ) -> None:
         self._ds = ds
         self._models = models.reset_index(drop=True)
         self._layout = layout
@@ -106,9 +113,11 @@ class Zoo:
 
     def __repr__(self) -> str:
         cols = ", ".join(c for c in self._models.columns if c != "model")
-        return (f"<wspace.Zoo {self.url!r} arch={self._arch!r}: {len(self)} rows x "
-                f"{self._layout.size} params, {len(self._layout.layers)} layers; "
-                f"columns: {cols or '(none)'}>")
+        return (
+            f"<wspace.Zoo {self.url!r} arch={self._arch!r}: {len(self)} rows x "
+            f"{self._layout.size} params, {len(self._layout.layers)} layers; "
+            f"columns: {cols or '(none)'}>"
+        )
 
     def _where(self) -> str:
         return f"store {self.url!r} (arch {self._arch!r})"
@@ -119,13 +128,21 @@ class Zoo:
         if indexers:
             raise CoordinateNotFoundError(
                 f"{self._where()}: isel() selects rows along 'model' only; use layer()/tensor() "
-                f"for parameters (got {listing(indexers)})")
+                f"for parameters (got {listing(indexers)})"
+            )
         if model is None:
             return self
         positions = np.atleast_1d(np.arange(len(self))[model])
         base = positions if self._positions is None else self._positions[positions]
-        return Zoo(self._ds.isel(model=positions), self._models.iloc[positions], self._layout,
-                   handle=self._handle, arch=self._arch, layers=self._layers, positions=base)
+        return Zoo(
+            self._ds.isel(model=positions),
+            self._models.iloc[positions],
+            self._layout,
+            handle=self._handle,
+            arch=self._arch,
+            layers=self._layers,
+            positions=base,
+        )
 
     def sel(self, **selectors: Any) -> Zoo:
         """Select rows by metadata values: ``sel(cls="church", step=20)``.
@@ -140,7 +157,8 @@ class Zoo:
             if column not in self._models.columns:
                 raise CoordinateNotFoundError(
                     f"{self._where()} has no metadata column {column!r}; columns: "
-                    f"{listing(self._models.columns)}")
+                    f"{listing(self._models.columns)}"
+                )
             series = self._models[column]
             if callable(value):
                 hit = np.asarray(value(series), dtype=bool)
@@ -157,8 +175,10 @@ class Zoo:
                 if not hit.any():
                     error = ModelNotFoundError if column == "model" else CoordinateNotFoundError
                     present = pd.unique(series.dropna())
-                    raise error(f"{self._where()}: no row has {column}={value!r}; values: "
-                                f"{listing(present)}")
+                    raise error(
+                        f"{self._where()}: no row has {column}={value!r}; values: "
+                        f"{listing(present)}"
+                    )
             mask &= hit
         return self.isel(np.flatnonzero(mask))
 
@@ -173,7 +193,8 @@ class Zoo:
         if mask.shape != (len(self),):
             raise SchemaMismatchError(
                 f"{self._where()}: where() needs one boolean per row ({len(self)}); got "
-                f"shape {mask.shape}")
+                f"shape {mask.shape}"
+            )
         return self.isel(np.flatnonzero(mask))
 
     def _position(self, i: int | str, step: int | None = None) -> int:
@@ -182,11 +203,14 @@ class Zoo:
             if step is not None and "step" in self._models:
                 hits = hits[(self._models["step"].to_numpy()[hits] == step)]
             if len(hits) == 0:
-                raise ModelNotFoundError(f"{self._where()}: no model {i!r}"
-                                         + (f" at step {step}" if step is not None else ""))
+                raise ModelNotFoundError(
+                    f"{self._where()}: no model {i!r}"
+                    + (f" at step {step}" if step is not None else "")
+                )
             if len(hits) > 1:
                 raise ModelNotFoundError(
-                    f"{self._where()}: model {i!r} has {len(hits)} rows (snapshots); pass step=")
+                    f"{self._where()}: model {i!r} has {len(hits)} rows (snapshots); pass step="
+                )
             return int(hits[0])
         if not -len(self) <= int(i) < len(self):
             raise ModelNotFoundError(f"{self._where()}: row {i} out of range ({len(self)} rows)")
@@ -225,8 +249,11 @@ class Zoo:
             part = spec.offset + np.asarray(index)
         layer = self.layer(spec.layer)
         start = self._layout.layer_slice(spec.layer).start
-        part = (slice(part.start - start, part.stop - start) if isinstance(part, slice)
-                else part - start)
+        part = (
+            slice(part.start - start, part.stop - start)
+            if isinstance(part, slice)
+            else part - start
+        )
         flat = layer.isel(param=part)
         data = flat.data.reshape((len(self), *shape))
         coords = {k: v for k, v in flat.coords.items() if v.dims == ("model",)}
@@ -247,8 +274,9 @@ class Zoo:
 
     def compute(self) -> Zoo:
         """A copy with the weights read into memory."""
-        return Zoo(self._ds.compute(), self._models, self._layout, handle=self._handle,
-                   arch=self._arch)  # layer() then slices the in-memory weights
+        return Zoo(
+            self._ds.compute(), self._models, self._layout, handle=self._handle, arch=self._arch
+        )  # layer() then slices the in-memory weights
 
     def row(self, i: int | str, *, step: int | None = None) -> np.ndarray:
         """The flat vector of one row (by position, or by model name and ``step``)."""
@@ -258,7 +286,7 @@ class Zoo:
         """Iterate ``(metadata, flat vector)`` over rows, reading ``batch_size`` rows at once."""
         for start in range(0, len(self), batch_size):
             block = np.asarray(self.weights.isel(model=slice(start, start + batch_size)).values)
-            records = self._models.iloc[start:start + batch_size].to_dict("records")
+            records = self._models.iloc[start : start + batch_size].to_dict("records")
             for meta, vector in zip(records, block, strict=True):
                 yield _clean(meta), vector
 
@@ -273,21 +301,30 @@ class Zoo:
         if not self._layout.architecture:
             raise SchemaMismatchError(
                 f"{self._where()}: the layout names no architecture, so wspace cannot build a "
-                "module; use state_dict(i) with your own network")
+                "module; use state_dict(i) with your own network"
+            )
         net = build(self._layout.architecture)
         net.load_state_dict(self.state_dict(i, step=step))
         return net.eval()
 
-    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int | None = None,
-                drop_last: bool = False, prefetch: bool = True) -> Iterator[Batch]:
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int | None = None,
+        drop_last: bool = False,
+        prefetch: bool = True,
+    ) -> Iterator[Batch]:
         """Stream rows as torch batches with their metadata, without loading the zoo.
 
         See :func:`wspace.loader.batches`.
         """
         from wspace.loader import batches
 
-        return batches(self, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
-                       prefetch=prefetch)
+        return batches(
+            self, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, prefetch=prefetch
+        )
 
     def dataset(self, target: str | None = None) -> WeightDataset:
         """A map-style ``torch.utils.data.Dataset`` of rows (and a target column)."""
@@ -298,15 +335,16 @@ class Zoo:
 
 def _as_slice(positions: np.ndarray) -> slice | np.ndarray:
     """``positions`` as a slice when they are a contiguous ascending run (cheaper in Dask)."""
-    if len(positions) and np.array_equal(positions, np.arange(positions[0],
-                                                                  positions[0] + len(positions))):
+    if len(positions) and np.array_equal(
+        positions, np.arange(positions[0], positions[0] + len(positions))
+    ):
         return slice(int(positions[0]), int(positions[0]) + len(positions))
     return positions
 
 
 def _clean(meta: Mapping[str, Any]) -> dict[str, Any]:
     """Metadata record with pandas' missing markers turned into ``None``."""
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in meta.items():
         if value is pd.NA or (isinstance(value, float) and math.isnan(value)):
             out[key] = None

@@ -132,9 +132,7 @@ class Backend:
         inner = _unwrap(self.store)
         if isinstance(inner, LocalStore):
             root = Path(inner.root) / prefix
-            return sum(
-                (Path(d) / f).stat().st_size for d, _, files in os.walk(root) for f in files
-            )
+            return sum((Path(d) / f).stat().st_size for d, _, files in os.walk(root) for f in files)
         if isinstance(inner, FsspecStore):
             path = f"{inner.path.rstrip('/')}/{prefix}".rstrip("/")
             try:
@@ -225,8 +223,10 @@ def resolve(
         if storage_options:
             raise WspaceError(f"storage_options are not used for the local path {text!r}")
         path = _local_path(text)
-        return Backend(store=LocalStore(path, read_only=read_only), url=str(path),
-                       read_only=read_only)
-    store = FsspecStore.from_url(text, storage_options=dict(storage_options or {}),
-                                 read_only=read_only)
+        return Backend(
+            store=LocalStore(path, read_only=read_only), url=str(path), read_only=read_only
+        )
+    store = FsspecStore.from_url(
+        text, storage_options=dict(storage_options or {}), read_only=read_only
+    )
     return Backend(store=store, url=text, read_only=read_only)

@@ -113,24 +113,40 @@ def decode(kind: str, raw: np.ndarray) -> np.ndarray:
 
 def to_series(name: str, kinds: set[str], values: np.ndarray) -> pd.Series:
     """A pandas column from decoded values whose kinds (over all segments) are ``kinds``."""
-    missing = pd.isna(values) if values.dtype != object else np.array(
-        [v is None or (isinstance(v, float) and math.isnan(v)) for v in values], dtype=bool
+    missing = (
+        pd.isna(values)
+        if values.dtype != object
+        else np.array(
+            [v is None or (isinstance(v, float) and math.isnan(v)) for v in values], dtype=bool
+        )
     )
     if kinds == {"float"} or kinds == {"int", "float"}:
         return pd.Series(
-            np.array([np.nan if m else float(v) for v, m in zip(values, missing, strict=True)],
-                     dtype=np.float64), name=name)
+            np.array(
+                [np.nan if m else float(v) for v, m in zip(values, missing, strict=True)],
+                dtype=np.float64,
+            ),
+            name=name,
+        )
     if kinds == {"int"}:
         if missing.any():
-            return pd.Series(pd.array([None if m else int(v) for v, m in
-                                       zip(values, missing, strict=True)], dtype="Int64"),
-                             name=name)
+            return pd.Series(
+                pd.array(
+                    [None if m else int(v) for v, m in zip(values, missing, strict=True)],
+                    dtype="Int64",
+                ),
+                name=name,
+            )
         return pd.Series(values.astype(np.int64), name=name)
     if kinds == {"bool"}:
         if missing.any():
-            return pd.Series(pd.array([None if m else bool(v) for v, m in
-                                       zip(values, missing, strict=True)], dtype="boolean"),
-                             name=name)
+            return pd.Series(
+                pd.array(
+                    [None if m else bool(v) for v, m in zip(values, missing, strict=True)],
+                    dtype="boolean",
+                ),
+                name=name,
+            )
         return pd.Series(values.astype(bool), name=name)
     return pd.Series(values, dtype=object, name=name)
 

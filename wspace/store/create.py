@@ -84,7 +84,9 @@ def create(
     backend = resolve(url, storage_options=storage_options)
     log = CommitLog(backend)
     record = {
-        "op": "create", "format_version": FORMAT_VERSION, "config": config.to_dict(),
+        "op": "create",
+        "format_version": FORMAT_VERSION,
+        "config": config.to_dict(),
         "archs": {lay.name: lay.to_dict() for lay in layouts},
     }
     try:
@@ -93,15 +95,17 @@ def create(
         raise StoreExistsError(f"a wspace store already exists at {backend.url!r}") from None
     root = zarr.open_group(backend.store, mode="a")
     root.attrs["wspace"] = {
-        "format_version": FORMAT_VERSION, "config": config.to_dict(),
+        "format_version": FORMAT_VERSION,
+        "config": config.to_dict(),
         "note": "rows are defined by the commit log in _log/, not by array shapes",
     }
     for lay in layouts:
         root.require_group(f"archs/{lay.name}").attrs["wspace"] = {"layout": lay.to_dict()}
 
 
-def add_arch(url: StoreLike, layout: Layout, *,
-             storage_options: Mapping[str, Any] | None = None) -> None:
+def add_arch(
+    url: StoreLike, layout: Layout, *, storage_options: Mapping[str, Any] | None = None
+) -> None:
     """Add an architecture group to an existing store.
 
     Adding a layout identical to an existing group of the same name does nothing; a
@@ -124,12 +128,12 @@ def add_arch(url: StoreLike, layout: Layout, *,
 
     try:
         validate(log.records)
-        log.publish({"op": "add_arch", "arch": layout.name, "layout": layout.to_dict()},
-                    validate)
+        log.publish({"op": "add_arch", "arch": layout.name, "layout": layout.to_dict()}, validate)
     except _AlreadyThere:
         return
-    zarr.open_group(backend.store, mode="a").require_group(
-        f"archs/{layout.name}").attrs["wspace"] = {"layout": layout.to_dict()}
+    zarr.open_group(backend.store, mode="a").require_group(f"archs/{layout.name}").attrs[
+        "wspace"
+    ] = {"layout": layout.to_dict()}
 
 
 class _AlreadyThere(WspaceError):

@@ -75,9 +75,7 @@ class CommitLog:
     def refresh(self) -> list[dict[str, Any]]:
         """Read the records published since the last call; return them in order."""
         names = self.backend.list_dir(LOG_DIR)
-        versions = sorted(
-            int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit()
-        )
+        versions = sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
         if not versions and not self.records:
             raise StoreNotFoundError(f"no wspace store at {self.backend.url!r} (no commit log)")
         start = len(self.records)
@@ -132,8 +130,11 @@ class CommitLog:
             if validate is not None and new:
                 validate(new)
             version = len(self.records)
-            body = {**record, "version": version,
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            body = {
+                **record,
+                "version": version,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
             data = json.dumps(body, separators=(",", ":")).encode()
             if self.backend.create_if_absent(record_key(version), data):
                 self.records.append(body)
@@ -173,8 +174,14 @@ class ArchState:
     keys: dict[RowKey, tuple[int, int]] = field(default_factory=dict)
     """Visible key -> (piece index, offset in piece)."""
 
-    def add(self, segment: str, start: int, stop: int, keys: list[RowKey],
-            replaces: frozenset[RowKey] = frozenset()) -> None:
+    def add(
+        self,
+        segment: str,
+        start: int,
+        stop: int,
+        keys: list[RowKey],
+        replaces: frozenset[RowKey] = frozenset(),
+    ) -> None:
         """Apply an ``append`` (or a compaction's archive) to the state."""
         index = len(self.pieces)
         self.pieces.append(Piece(segment, start, stop))
@@ -201,14 +208,18 @@ class ArchState:
             last = out[-1] if out else None
             if last is not None and last.segment == p.segment and last.stop == p.start:
                 if last.live is not None or p.live is not None:
-                    a = last.live if last.live is not None else np.ones(last.stop - last.start,
-                                                                           bool)
+                    a = (
+                        last.live
+                        if last.live is not None
+                        else np.ones(last.stop - last.start, bool)
+                    )
                     b = p.live if p.live is not None else np.ones(p.stop - p.start, bool)
                     last.live = np.concatenate([a, b])
                 last.stop = p.stop
             else:
-                out.append(Piece(p.segment, p.start, p.stop,
-                                 None if p.live is None else p.live.copy()))
+                out.append(
+                    Piece(p.segment, p.start, p.stop, None if p.live is None else p.live.copy())
+                )
         return [p for p in out if p.n_live]
 
 
@@ -243,15 +254,18 @@ def replay(records: list[dict[str, Any]]) -> StoreState:
             last = compacts[-1]
             base = int(last["base"])
             state.columns[last["segment"]] = _columns(last)
-            state.add(last["segment"], 0, int(last["rows"]),
-                      [as_key(k) for k in last["keys"]])
+            state.add(last["segment"], 0, int(last["rows"]), [as_key(k) for k in last["keys"]])
         for rec in mine:
             if rec["op"] != "append" or rec["version"] <= base:
                 continue
             state.columns[rec["segment"]] = _columns(rec)
-            state.add(rec["segment"], int(rec["start"]), int(rec["stop"]),
-                      [as_key(k) for k in rec["keys"]],
-                      frozenset(as_key(k) for k in rec.get("replaces", ())))
+            state.add(
+                rec["segment"],
+                int(rec["start"]),
+                int(rec["stop"]),
+                [as_key(k) for k in rec["keys"]],
+                frozenset(as_key(k) for k in rec.get("replaces", ())),
+            )
         archs[name] = state
     return StoreState(config=config, archs=archs, version=records[-1]["version"])
 

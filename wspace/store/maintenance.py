@@ -15,7 +15,7 @@ import pandas as pd
 from wspace.errors import CorruptDataError
 from wspace.store.backend import StoreLike
 from wspace.store.columns import encode
-from wspace.store.log import CommitLog, replay
+from wspace.store.log import CommitLog
 from wspace.store.reader import LayerReader, StoreHandle, _open_arrays, open_store
 from wspace.store.segment import create_column, create_segment, layer_key, segment_path
 
@@ -35,8 +35,9 @@ def _column_kind(series: pd.Series) -> str:
     return "str" if all(isinstance(v, str) for v in values) else "json"
 
 
-def compact(url: StoreLike, *, arch: str | None = None,
-            storage_options: Mapping[str, Any] | None = None) -> dict[str, int]:
+def compact(
+    url: StoreLike, *, arch: str | None = None, storage_options: Mapping[str, Any] | None = None
+) -> dict[str, int]:
     """Rewrite the rows of each architecture group into one read-optimised archive segment.
 
     The archive is chunked per layer by bytes (about ``chunk_bytes`` per chunk, see
@@ -64,21 +65,29 @@ def compact(url: StoreLike, *, arch: str | None = None,
     for name in names:
         state = handle.arch_state(name)
         pieces = state.merged()
-        if not pieces or (len(pieces) == 1 and pieces[0].live is None and pieces[0].start == 0
-                          and _is_archive(handle, name, pieces[0].segment)):
+        if not pieces or (
+            len(pieces) == 1
+            and pieces[0].live is None
+            and pieces[0].start == 0
+            and _is_archive(handle, name, pieces[0].segment)
+        ):
             continue
         zoo = handle.zoo(name)
         n = len(zoo)
         layout = state.layout
         config = handle.state.config
-        chunk_rows = {layer: config.archive_chunk_rows(layer, layout.layer_size(layer), n)
-                      for layer in layout.layers}
-        segment_id, arrays = create_segment(backend, layout, config, arch=name, kind="archive",
-                                            rows=n, chunk_rows=chunk_rows)
-        sources = [zoo.layer(layer).data.rechunk((chunk_rows[layer], -1))
-                   for layer in layout.layers]
+        chunk_rows = {
+            layer: config.archive_chunk_rows(layer, layout.layer_size(layer), n)
+            for layer in layout.layers
+        }
+        segment_id, arrays = create_segment(
+            backend, layout, config, arch=name, kind="archive", rows=n, chunk_rows=chunk_rows
+        )
+        sources = [
+            zoo.layer(layer).data.rechunk((chunk_rows[layer], -1)) for layer in layout.layers
+        ]
         with dask.config.set(scheduler="threads"):
-            da.store(sources, arrays, lock=False)
+            da.store(sources, arrays, lock=False)  # type: ignore[arg-type]
         models = zoo.models
         columns: dict[str, list[str]] = {}
         path = segment_path(name, segment_id)
@@ -86,18 +95,31 @@ def compact(url: StoreLike, *, arch: str | None = None,
             kind = _column_kind(models[column])
             key = f"m{j:03d}"
             array = create_column(path, backend, key, kind, column, n, config.meta_rows)
-            values = [None if v is pd.NA or (isinstance(v, float) and np.isnan(v)) else v
-                      for v in models[column].tolist()]
+            values = [
+                None if v is pd.NA or (isinstance(v, float) and np.isnan(v)) else v
+                for v in models[column].tolist()
+            ]
             array[:] = encode(kind, values, n)
             columns[column] = [kind, key]
         steps = models["step"].tolist() if "step" in models else [None] * n
-        keys = [[m, None if s is None or s is pd.NA or s != s else int(s)]
-                for m, s in zip(models["model"].tolist(), steps, strict=True)]
+        keys = [
+            [m, None if s is None or s is pd.NA or s != s else int(s)]
+            for m, s in zip(models["model"].tolist(), steps, strict=True)
+        ]
         clog = CommitLog(backend)
         clog.records = []
         clog.refresh()
-        clog.publish({"op": "compact", "arch": name, "base": handle.state.version,
-                      "segment": segment_id, "rows": n, "keys": keys, "columns": columns})
+        clog.publish(
+            {
+                "op": "compact",
+                "arch": name,
+                "base": handle.state.version,
+                "segment": segment_id,
+                "rows": n,
+                "keys": keys,
+                "columns": columns,
+            }
+        )
         log.info("compacted %d rows of %s into %s", n, name, segment_id)
         done[name] = n
     return done
@@ -107,7 +129,8 @@ def _is_archive(handle: StoreHandle, arch: str, segment: str) -> bool:
     import zarr
 
     group = zarr.open_group(handle.backend.store, path=segment_path(arch, segment), mode="r")
-    return dict(group.attrs.get("wspace", {})).get("kind") == "archive"
+    meta = group.attrs.get("wspace", {})
+    return isinstance(meta, dict) and meta.get("kind") == "archive"
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,21 +200,32 @@ def verify(url: StoreLike, *, storage_options: Mapping[str, Any] | None = None) 
             visible = np.arange(piece.start, piece.stop)
             if piece.live is not None:
                 visible = visible[piece.live]
-            names[visible] = models[offset:offset + len(visible)]
+            names[visible] = models[offset : offset + len(visible)]
             offset += len(visible)
-            paths = [f"{segment_path(name, piece.segment)}/{layer_key(i)}"
-                     for i in range(len(state.layout.layers))]
+            paths = [
+                f"{segment_path(name, piece.segment)}/{layer_key(i)}"
+                for i in range(len(state.layout.layers))
+            ]
             try:
                 arrays = _open_arrays(backend, paths)
             except CorruptDataError as exc:
-                report.problems.append(Problem(name, piece.segment, "*", (piece.start, piece.stop),
-                                               tuple(names[visible]), str(exc)))
+                report.problems.append(
+                    Problem(
+                        name,
+                        piece.segment,
+                        "*",
+                        (piece.start, piece.stop),
+                        tuple(names[visible]),
+                        str(exc),
+                    )
+                )
                 continue
             for layer, array in zip(state.layout.layers, arrays, strict=True):
                 existing = set(backend.list_prefix(f"{array.path}/c/"))
                 size = int(array.chunks[0])
-                reader = LayerReader(backend, array, piece.stop, names, layer=layer,
-                                     segment=piece.segment)
+                reader = LayerReader(
+                    backend, array, piece.stop, names, layer=layer, segment=piece.segment
+                )
                 for index in range(piece.start // size, (piece.stop - 1) // size + 1):
                     lo, hi = max(piece.start, index * size), min(piece.stop, (index + 1) * size)
                     report.chunks_checked += 1
@@ -205,9 +239,16 @@ def verify(url: StoreLike, *, storage_options: Mapping[str, Any] | None = None) 
                         except CorruptDataError as exc:
                             error = str(exc)
                     if error:
-                        report.problems.append(Problem(name, piece.segment, layer, (lo, hi),
-                                                       tuple(n for n in names[rows] if n != "?"),
-                                                       error))
+                        report.problems.append(
+                            Problem(
+                                name,
+                                piece.segment,
+                                layer,
+                                (lo, hi),
+                                tuple(n for n in names[rows] if n != "?"),
+                                error,
+                            )
+                        )
     return report
 
 
@@ -233,7 +274,11 @@ def info(url: StoreLike, *, storage_options: Mapping[str, Any] | None = None) ->
         }
     stored = handle.backend.size_under("archs")
     return {
-        "url": handle.backend.url, "version": handle.state.version, "codec": config.codec,
-        "archs": archs, "bytes_stored": stored, "bytes_raw": raw,
+        "url": handle.backend.url,
+        "version": handle.state.version,
+        "codec": config.codec,
+        "archs": archs,
+        "bytes_stored": stored,
+        "bytes_raw": raw,
         "ratio": (raw / stored) if stored else float("nan"),
     }

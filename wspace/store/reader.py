@@ -36,8 +36,16 @@ class LayerReader:
     layer and the models whose rows the chunk holds.
     """
 
-    def __init__(self, backend: Backend, array: zarr.Array, rows: int, models: np.ndarray,
-                 *, layer: str, segment: str) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        array: zarr.Array,
+        rows: int,
+        models: np.ndarray,
+        *,
+        layer: str,
+        segment: str,
+    ) -> None:
         self.backend = backend
         self.array = array
         self.shape = (rows, int(array.shape[1]))
@@ -52,7 +60,8 @@ class LayerReader:
         return CorruptDataError(
             f"store {self.backend.url!r}: layer {self.layer!r} of model(s) "
             f"{listing(names, 5)} is corrupt (segment {self.segment}, rows "
-            f"{rows.start}-{rows.stop - 1}): {why}")
+            f"{rows.start}-{rows.stop - 1}): {why}"
+        )
 
     def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
         rows = key[0] if isinstance(key, tuple) else key
@@ -100,7 +109,8 @@ class StoreHandle:
             return with_rows[0]
         raise ArchitectureNotFoundError(
             f"store {self.backend.url!r} holds several architectures ({listing(names)}); "
-            "choose one with zoo.arch(name)")
+            "choose one with zoo.arch(name)"
+        )
 
     def arch_state(self, name: str) -> ArchState:
         """The replayed state of architecture ``name``."""
@@ -109,7 +119,8 @@ class StoreHandle:
         except KeyError:
             raise ArchitectureNotFoundError(
                 f"store {self.backend.url!r} has no architecture {name!r}; it has "
-                f"{listing(self.archs)}") from None
+                f"{listing(self.archs)}"
+            ) from None
 
     def zoo(self, arch: str | None = None) -> Zoo:
         """Build the lazy :class:`~wspace.zoo.Zoo` of one architecture group."""
@@ -125,30 +136,35 @@ class StoreHandle:
         return Zoo(ds, models_df, state.layout, handle=self, arch=name, layers=layers)
 
 
-def open_store(url: StoreLike, *, storage_options: Mapping[str, Any] | None = None,
-               read_only: bool = True) -> StoreHandle:
+def open_store(
+    url: StoreLike, *, storage_options: Mapping[str, Any] | None = None, read_only: bool = True
+) -> StoreHandle:
     """Resolve ``url``, read the whole commit log and replay it."""
     backend = resolve(url, storage_options=storage_options, read_only=read_only)
     log = CommitLog(backend)
     log.refresh()
-    return StoreHandle(backend=backend, state=replay(log.records),
-                       storage_options=storage_options)
+    return StoreHandle(backend=backend, state=replay(log.records), storage_options=storage_options)
 
 
 def _open_arrays(backend: Backend, paths: list[str]) -> list[zarr.Array]:
     async def go() -> list[Any]:
-        return list(await asyncio.gather(
-            *(zasync.open_array(store=backend.store, path=p, mode="r") for p in paths)))
+        return list(
+            await asyncio.gather(
+                *(zasync.open_array(store=backend.store, path=p, mode="r") for p in paths)
+            )
+        )
 
     try:
         return [zarr.Array(a) for a in sync(go())]
     except (FileNotFoundError, KeyError, ValueError) as exc:
-        raise CorruptDataError(f"store {backend.url!r}: array missing or unreadable: "
-                               f"{exc}") from exc
+        raise CorruptDataError(
+            f"store {backend.url!r}: array missing or unreadable: {exc}"
+        ) from exc
 
 
-def read_metadata(backend: Backend, arch: str, state: ArchState,
-                  pieces: list[Piece]) -> pd.DataFrame:
+def read_metadata(
+    backend: Backend, arch: str, state: ArchState, pieces: list[Piece]
+) -> pd.DataFrame:
     """Read the metadata columns of the visible rows into a DataFrame (row order)."""
     jobs: list[tuple[int, str, str, str]] = []  # piece, column, kind, path
     for i, piece in enumerate(pieces):
@@ -157,15 +173,21 @@ def read_metadata(backend: Backend, arch: str, state: ArchState,
     arrays = _open_arrays(backend, [j[3] for j in jobs])
 
     async def read_all() -> list[Any]:
-        return list(await asyncio.gather(*(
-            arr._async_array.getitem(slice(pieces[i].start, pieces[i].stop))
-            for (i, *_), arr in zip(jobs, arrays, strict=True))))
+        return list(
+            await asyncio.gather(
+                *(
+                    arr._async_array.getitem(slice(pieces[i].start, pieces[i].stop))
+                    for (i, *_), arr in zip(jobs, arrays, strict=True)
+                )
+            )
+        )
 
     try:
         raws = sync(read_all()) if jobs else []
     except Exception as exc:
-        raise CorruptDataError(f"store {backend.url!r}: metadata of architecture {arch!r} "
-                               f"is unreadable: {exc}") from exc
+        raise CorruptDataError(
+            f"store {backend.url!r}: metadata of architecture {arch!r} is unreadable: {exc}"
+        ) from exc
     columns: dict[str, dict[int, np.ndarray]] = {}
     kinds: dict[str, set[str]] = {}
     order: list[str] = []
@@ -200,19 +222,28 @@ def _read_block(reader: LayerReader, key: tuple[slice, slice]) -> np.ndarray:
     return reader[key]
 
 
-def lazy_layers(backend: Backend, arch: str, layout: Layout, pieces: list[Piece],
-                models: pd.DataFrame) -> dict[str, da.Array]:
+def lazy_layers(
+    backend: Backend, arch: str, layout: Layout, pieces: list[Piece], models: pd.DataFrame
+) -> dict[str, da.Array]:
     """Per layer, the ``(model, layer param)`` Dask array over every visible row.
 
     Each keeps the chunking of its storage, so a layer scan reads each chunk once. Nothing is
     read until computed.
     """
     if not pieces:
-        return {layer: da.zeros((0, layout.layer_size(layer)), dtype=np.float32,
-                                chunks=((0,), (layout.layer_size(layer),)))
-                for layer in layout.layers}
-    paths = [f"{segment_path(arch, p.segment)}/{layer_key(i)}"
-             for p in pieces for i in range(len(layout.layers))]
+        return {
+            layer: da.zeros(
+                (0, layout.layer_size(layer)),
+                dtype=np.float32,
+                chunks=((0,), (layout.layer_size(layer),)),
+            )
+            for layer in layout.layers
+        }
+    paths = [
+        f"{segment_path(arch, p.segment)}/{layer_key(i)}"
+        for p in pieces
+        for i in range(len(layout.layers))
+    ]
     arrays = iter(_open_arrays(backend, paths))
     names = models["model"].to_numpy(dtype=object)
     blocks: dict[str, list[da.Array]] = {layer: [] for layer in layout.layers}
@@ -222,25 +253,35 @@ def lazy_layers(backend: Backend, arch: str, layout: Layout, pieces: list[Piece]
         visible = np.arange(piece.start, piece.stop)
         if piece.live is not None:
             visible = visible[piece.live]
-        row_names[visible] = names[offset:offset + len(visible)]
+        row_names[visible] = names[offset : offset + len(visible)]
         offset += len(visible)
         for layer in layout.layers:
             array = next(arrays)
-            reader = LayerReader(backend, array, piece.stop, row_names, layer=layer,
-                                 segment=piece.segment)
+            reader = LayerReader(
+                backend, array, piece.stop, row_names, layer=layer, segment=piece.segment
+            )
             size = int(array.chunks[0])
             full, rest = divmod(piece.stop, size)
             chunks = ((size,) * full + ((rest,) if rest else ()), (reader.shape[1],))
             name = f"wspace-{backend.url}-{arch}-{piece.segment}-{layer}-{piece.stop}"
-            lazy = da.from_array(reader, chunks=chunks, name=name, lock=False, fancy=False,
-                                 asarray=True, getitem=_read_block,
-                                 meta=np.empty((0, 0), np.float32))
-            lazy = lazy[piece.start:piece.stop]
+            lazy = da.from_array(
+                reader,
+                chunks=chunks,
+                name=name,
+                lock=False,
+                fancy=False,
+                asarray=True,
+                getitem=_read_block,
+                meta=np.empty((0, 0), np.float32),
+            )
+            lazy = lazy[piece.start : piece.stop]
             if piece.live is not None:
                 lazy = lazy[np.flatnonzero(piece.live)]
             blocks[layer].append(lazy)
-    return {layer: parts[0] if len(parts) == 1 else da.concatenate(parts, axis=0)
-            for layer, parts in blocks.items()}
+    return {
+        layer: parts[0] if len(parts) == 1 else da.concatenate(parts, axis=0)
+        for layer, parts in blocks.items()
+    }
 
 
 def _coord(series: pd.Series) -> np.ndarray:
@@ -254,8 +295,9 @@ def _coord(series: pd.Series) -> np.ndarray:
     return series.to_numpy()
 
 
-def build_dataset(weights: da.Array, models: pd.DataFrame, layout: Layout, *, url: str,
-                  arch: str) -> xr.Dataset:
+def build_dataset(
+    weights: da.Array, models: pd.DataFrame, layout: Layout, *, url: str, arch: str
+) -> xr.Dataset:
     """Assemble the ``xarray.Dataset`` of one architecture group."""
     sizes = [t.size for t in layout.tensors]
     coords: dict[str, Any] = {
@@ -266,6 +308,7 @@ def build_dataset(weights: da.Array, models: pd.DataFrame, layout: Layout, *, ur
     for column in models.columns:
         coords[column] = ("model", _coord(models[column]))
     return xr.Dataset(
-        {"weights": (("model", "param"), weights)}, coords=coords,
+        {"weights": (("model", "param"), weights)},
+        coords=coords,
         attrs={"store": url, "arch": arch, "architecture": layout.architecture or ""},
     )

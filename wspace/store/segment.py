@@ -56,31 +56,48 @@ def create_segment(
     segment_id = new_id()
     path = segment_path(arch, segment_id)
     group = zarr.create_group(
-        backend.store, path=path,
-        attributes={"wspace": {"kind": kind, "arch": arch, "created": time.time(),
-                               **dict(attrs or {})}},
+        backend.store,
+        path=path,
+        attributes={
+            "wspace": {"kind": kind, "arch": arch, "created": time.time(), **dict(attrs or {})}
+        },
     )
     filters, compressors = codec_chain(config.codec)
     arrays = []
     for i, layer in enumerate(layout.layers):
         width = layout.layer_size(layer)
         crow = chunk_rows if isinstance(chunk_rows, int) else chunk_rows[layer]
-        arrays.append(group.create_array(
-            layer_key(i), shape=(rows, width), chunks=(crow, width), dtype="float32",
-            fill_value=np.nan, filters=filters, compressors=compressors,
-            config={"write_empty_chunks": True},
-            attributes={"wspace": {"layer": layer,
-                                   "tensors": [t.name for t in layout.layer_tensors(layer)]}},
-        ))
+        arrays.append(
+            group.create_array(
+                layer_key(i),
+                shape=(rows, width),
+                chunks=(crow, width),
+                dtype="float32",
+                fill_value=np.nan,
+                filters=filters,
+                compressors=compressors,
+                config={"write_empty_chunks": True},
+                attributes={
+                    "wspace": {
+                        "layer": layer,
+                        "tensors": [t.name for t in layout.layer_tensors(layer)],
+                    }
+                },
+            )
+        )
     return segment_id, arrays
 
 
-def create_column(group_path: str, backend: Backend, key: str, kind: str, name: str,
-                  rows: int, chunk_rows: int) -> zarr.Array:
+def create_column(
+    group_path: str, backend: Backend, key: str, kind: str, name: str, rows: int, chunk_rows: int
+) -> zarr.Array:
     """Create one metadata-column array in a segment."""
     numeric = kind in ("int", "float", "bool")
     return zarr.create_array(
-        backend.store, name=f"{group_path}/{key}", shape=(rows,), chunks=(chunk_rows,),
+        backend.store,
+        name=f"{group_path}/{key}",
+        shape=(rows,),
+        chunks=(chunk_rows,),
         dtype="float64" if numeric else str,
         fill_value=np.nan if numeric else MISSING_STR,
         config={"write_empty_chunks": True},
@@ -101,16 +118,23 @@ class SegmentWriter:
         Identifier recorded in the segment's attributes.
     """
 
-    def __init__(self, backend: Backend, layout: Layout, config: StoreConfig, *, arch: str,
-                 writer_id: str) -> None:
+    def __init__(
+        self, backend: Backend, layout: Layout, config: StoreConfig, *, arch: str, writer_id: str
+    ) -> None:
         self.backend = backend
         self.layout = layout
         self.arch = arch
         self.chunk = config.segment_chunk_rows(
-            {layer: layout.layer_size(layer) for layer in layout.layers})
+            {layer: layout.layer_size(layer) for layer in layout.layers}
+        )
         self.meta_chunk = config.meta_rows
         self.segment_id, self.arrays = create_segment(
-            backend, layout, config, arch=arch, kind="segment", chunk_rows=self.chunk,
+            backend,
+            layout,
+            config,
+            arch=arch,
+            kind="segment",
+            chunk_rows=self.chunk,
             attrs={"writer": writer_id},
         )
         self.path = segment_path(arch, self.segment_id)
@@ -126,8 +150,9 @@ class SegmentWriter:
         self.pending_keys: list[RowKey] = []
 
     # -- appending ---------------------------------------------------------------------------
-    def append(self, vector: np.ndarray, meta: dict[str, Any], kinds: dict[str, str | None],
-               key: RowKey) -> None:
+    def append(
+        self, vector: np.ndarray, meta: dict[str, Any], kinds: dict[str, str | None], key: RowKey
+    ) -> None:
         """Buffer one validated row; flush chunks that become full."""
         new_columns = {}
         for name, kind in kinds.items():
@@ -139,7 +164,8 @@ class SegmentWriter:
             if name not in self.columns:
                 ckey = f"m{len(self.columns):03d}"
                 self.column_arrays[name] = create_column(
-                    self.path, self.backend, ckey, kind, name, CAPACITY, self.meta_chunk)
+                    self.path, self.backend, ckey, kind, name, CAPACITY, self.meta_chunk
+                )
                 self.columns[name] = (kind, ckey)
             else:
                 self.columns[name] = (kind, self.columns[name][1])
@@ -177,8 +203,11 @@ class SegmentWriter:
         if self.n > self.meta_start:
             self._write_meta()
         return {
-            "op": "append", "arch": self.arch, "segment": self.segment_id,
-            "start": self.committed, "stop": self.n,
+            "op": "append",
+            "arch": self.arch,
+            "segment": self.segment_id,
+            "start": self.committed,
+            "stop": self.n,
             "keys": [list(k) for k in self.pending_keys],
             "columns": {name: list(v) for name, v in self.columns.items()},
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from types import TracebackType
@@ -60,8 +61,14 @@ class Writer:
     1
     """
 
-    def __init__(self, url: StoreLike, *, storage_options: Mapping[str, Any] | None = None,
-                 commit_every: int | None = None, allow_nonfinite: bool = False) -> None:
+    def __init__(
+        self,
+        url: StoreLike,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        commit_every: int | None = None,
+        allow_nonfinite: bool = False,
+    ) -> None:
         self.backend = resolve(url, storage_options=storage_options)
         self.backend.check_writable()
         self.log = CommitLog(self.backend)
@@ -81,8 +88,12 @@ class Writer:
     def __enter__(self) -> Writer:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc_type is None:
             self.close()
         else:
@@ -90,8 +101,15 @@ class Writer:
             self.closed = True
 
     # -- appending ---------------------------------------------------------------------------
-    def append(self, weights: Any, *, model: str, arch: str | None = None,
-               replace: bool = False, **metadata: Any) -> None:
+    def append(
+        self,
+        weights: Any,
+        *,
+        model: str,
+        arch: str | None = None,
+        replace: bool = False,
+        **metadata: Any,
+    ) -> None:
         """Append one row (one model, or one snapshot of a model).
 
         Parameters
@@ -128,13 +146,13 @@ class Writer:
             if not column or column in RESERVED or column == "model":
                 raise SchemaMismatchError(
                     f"model {model!r}: {column!r} cannot be a metadata column "
-                    f"(reserved: {', '.join(sorted(RESERVED))})")
+                    f"(reserved: {', '.join(sorted(RESERVED))})"
+                )
         meta = {"model": model, **metadata}
         kinds = {k: kind_of(v, column=k, model=model) for k, v in meta.items()}
         segment = self.segments.get(name)
         if segment is None:
-            segment = SegmentWriter(self.backend, layout, self.config, arch=name,
-                                    writer_id=self.id)
+            segment = SegmentWriter(self.backend, layout, self.config, arch=name, writer_id=self.id)
             self.segments[name] = segment
         segment.append(vector, meta, kinds, key)
         self.pending[key] = replace
@@ -147,14 +165,16 @@ class Writer:
         if "\x00" in model or len(model) > MAX_MODEL_NAME:
             raise SchemaMismatchError(
                 f"model name {model[:40]!r}... must be at most {MAX_MODEL_NAME} characters "
-                "without NUL bytes")
+                "without NUL bytes"
+            )
 
     def _arch_for(self, weights: Any, arch: str | None, model: str) -> tuple[str, Layout]:
         if arch is not None:
             if arch not in self.layouts:
                 raise ArchitectureNotFoundError(
                     f"store {self.backend.url!r} has no architecture {arch!r}; it has "
-                    f"{listing(self.layouts)}")
+                    f"{listing(self.layouts)}"
+                )
             return arch, self.layouts[arch]
         if len(self.layouts) == 1:
             return next(iter(self.layouts.items()))
@@ -163,7 +183,8 @@ class Writer:
             return matches[0]
         raise ArchitectureNotFoundError(
             f"model {model!r}: cannot tell which architecture of {listing(self.layouts)} the "
-            f"weights belong to ({len(matches)} fit); pass arch=...")
+            f"weights belong to ({len(matches)} fit); pass arch=..."
+        )
 
     def _vector(self, weights: Any, layout: Layout, model: str) -> np.ndarray:
         where = f"store {self.backend.url!r}, model {model!r}"
@@ -179,15 +200,17 @@ class Writer:
             if array.ndim != 1 or array.shape[0] != layout.size:
                 raise SchemaMismatchError(
                     f"{where}: a flat vector of architecture {layout.name!r} has "
-                    f"{layout.size} values; got shape {array.shape}")
+                    f"{layout.size} values; got shape {array.shape}"
+                )
             vector = array.astype(np.float32, copy=False)
         if not self.allow_nonfinite:
             bad = ~np.isfinite(vector)
             if bad.any():
-                tensors = [t.name for t in layout if bad[t.offset:t.stop].any()]
+                tensors = [t.name for t in layout if bad[t.offset : t.stop].any()]
                 raise NonFiniteWeightsError(
                     f"{where}: {int(bad.sum())} non-finite weight(s) in {listing(tensors)}; "
-                    "pass allow_nonfinite=True to store them")
+                    "pass allow_nonfinite=True to store them"
+                )
         return vector
 
     # -- committing --------------------------------------------------------------------------
@@ -209,7 +232,7 @@ class Writer:
             body["replaces"] = [list(k) for k, r in mine.items() if r]
             body["writer"] = self.id
             try:
-                version = self.log.publish(body, lambda recs, m=mine: self._validate(recs, m))
+                version = self.log.publish(body, functools.partial(self._validate, mine=mine))
             except DuplicateModelError:
                 self.discard()
                 raise
@@ -223,15 +246,19 @@ class Writer:
     def _validate(self, records: list[dict[str, Any]], mine: dict[RowKey, bool]) -> None:
         for rec in records:
             if rec.get("op") == "add_arch":
-                self.layouts.setdefault(rec["arch"], replay(self.log.records).archs[
-                    rec["arch"]].layout)
+                self.layouts.setdefault(
+                    rec["arch"], replay(self.log.records).archs[rec["arch"]].layout
+                )
             if rec.get("op") != "append":
                 continue
             keys = [as_key(k) for k in rec["keys"]]
             clash = [k for k in keys if k in mine and not mine[k]]
             if clash:
-                raise DuplicateModelError(self._dup_message(clash, "committed concurrently by "
-                                                             f"writer {rec.get('writer')}"))
+                raise DuplicateModelError(
+                    self._dup_message(
+                        clash, f"committed concurrently by writer {rec.get('writer')}"
+                    )
+                )
             self.committed_keys.update(keys)
 
     def discard(self) -> None:
@@ -253,8 +280,10 @@ class Writer:
 
     def _dup_message(self, keys: list[RowKey], why: str) -> str:
         shown = listing(f"{m}" if s is None else f"{m}@step={s}" for m, s in keys)
-        return (f"store {self.backend.url!r}: duplicate model(s) {shown} ({why}); "
-                "pass replace=True to replace")
+        return (
+            f"store {self.backend.url!r}: duplicate model(s) {shown} ({why}); "
+            "pass replace=True to replace"
+        )
 
 
 def _is_module(obj: Any) -> bool:
@@ -284,8 +313,17 @@ def _fits(weights: Any, layout: Layout) -> bool:
     return _as_array(weights).shape == (layout.size,)
 
 
-def writer(url: StoreLike, *, storage_options: Mapping[str, Any] | None = None,
-           commit_every: int | None = None, allow_nonfinite: bool = False) -> Writer:
+def writer(
+    url: StoreLike,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    commit_every: int | None = None,
+    allow_nonfinite: bool = False,
+) -> Writer:
     """Open a :class:`Writer` on an existing store (use it as a context manager)."""
-    return Writer(url, storage_options=storage_options, commit_every=commit_every,
-                  allow_nonfinite=allow_nonfinite)
+    return Writer(
+        url,
+        storage_options=storage_options,
+        commit_every=commit_every,
+        allow_nonfinite=allow_nonfinite,
+    )
