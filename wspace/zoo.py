@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -52,35 +53,50 @@ class Zoo:
 
     def __init__(
         self,
-        ds: xr.Dataset,
+        layers: Mapping[str, da.Array],
         models: pd.DataFrame,
         layout: Layout,
         *,
-        handle: StoreHandle | None = None,
+        url: str = "",
         arch: str | None = None,
-        layers: Mapping[str, da.Array] | None = None,
+        handle: StoreHandle | None = None,
         positions: np.ndarray | None = None,
     ) -> None:
-        self._ds = ds
+        # per-layer Dask arrays over all rows of the store, each in its storage chunking, and
+        # the positions of this zoo's rows among them (None: all rows, in order)
+        self._layers = dict(layers)
+        self._positions = positions
         self._models = models.reset_index(drop=True)
         self._layout = layout
-        self._handle = handle
+        self._url = url
         self._arch = arch or layout.name
-        # per-layer arrays over all rows of the store, each in its storage chunking, and the
-        # positions of this zoo's rows among them (None: all, in order)
-        self._layers = dict(layers) if layers is not None else None
-        self._positions = positions
+        self._handle = handle
+        self._ds: xr.Dataset | None = None
 
     # -- what it is --------------------------------------------------------------------------
     @property
     def ds(self) -> xr.Dataset:
-        """The underlying dataset (``weights`` with model and param coordinates)."""
+        """The dataset: ``weights (model, param)`` with model and param coordinates."""
+        if self._ds is None:
+            parts = [self._layer_data(layer) for layer in self._layout.layers]
+            widest = max(self._layout.layers, key=self._layout.layer_size)
+            rows = parts[self._layout.layers.index(widest)].chunks[0]
+            data = da.concatenate([p.rechunk({0: rows}) for p in parts], axis=1)
+            self._ds = xr.Dataset(
+                {"weights": (("model", "param"), data)},
+                coords={**_param_coords(self._layout), **self._model_coords()},
+                attrs={
+                    "store": self._url,
+                    "arch": self._arch,
+                    "architecture": self._layout.architecture or "",
+                },
+            )
         return self._ds
 
     @property
     def weights(self) -> xr.DataArray:
         """All weights, ``(model, param)``, lazy."""
-        return self._ds["weights"]
+        return self.ds["weights"]
 
     @property
     def models(self) -> pd.DataFrame:
@@ -95,7 +111,7 @@ class Zoo:
     @property
     def url(self) -> str:
         """Where the store lives."""
-        return str(self._ds.attrs.get("store", ""))
+        return self._url
 
     @property
     def archs(self) -> list[str]:
@@ -109,7 +125,7 @@ class Zoo:
         return self._handle.zoo(name)
 
     def __len__(self) -> int:
-        return int(self._ds.sizes["model"])
+        return len(self._models)
 
     def __repr__(self) -> str:
         cols = ", ".join(c for c in self._models.columns if c != "model")
@@ -118,6 +134,13 @@ class Zoo:
             f"{self._layout.size} params, {len(self._layout.layers)} layers; "
             f"columns: {cols or '(none)'}>"
         )
+
+    def _layer_data(self, layer: str) -> da.Array:
+        data = self._layers[layer]
+        return data if self._positions is None else data[_as_slice(self._positions)]
+
+    def _model_coords(self) -> dict[str, Any]:
+        return {c: ("model", _coord(self._models[c])) for c in self._models.columns}
 
     def _where(self) -> str:
         return f"store {self.url!r} (arch {self._arch!r})"
@@ -135,12 +158,12 @@ class Zoo:
         positions = np.atleast_1d(np.arange(len(self))[model])
         base = positions if self._positions is None else self._positions[positions]
         return Zoo(
-            self._ds.isel(model=positions),
+            self._layers,
             self._models.iloc[positions],
             self._layout,
-            handle=self._handle,
+            url=self._url,
             arch=self._arch,
-            layers=self._layers,
+            handle=self._handle,
             positions=base,
         )
 
@@ -223,13 +246,14 @@ class Zoo:
             part = self._layout.layer_slice(name)
         except LayerNotFoundError as exc:
             raise LayerNotFoundError(f"{self._where()}: {exc}") from None
-        selected = self.weights.isel(param=part)
-        if self._layers is None:
-            return selected
-        data = self._layers[name]
-        if self._positions is not None:
-            data = data[_as_slice(self._positions)]
-        return selected.copy(data=data)
+        params = {k: (dim, v[part]) for k, (dim, v) in _param_coords(self._layout).items()}
+        return xr.DataArray(
+            self._layer_data(name),
+            dims=("model", "param"),
+            coords={**params, **self._model_coords()},
+            name=name,
+            attrs={"store": self._url, "arch": self._arch, "layer": name},
+        )
 
     def tensor(self, name: str) -> xr.DataArray:
         """One tensor in its shape, ``(model, *shape)``, lazy.
@@ -263,8 +287,15 @@ class Zoo:
     # -- materialising -----------------------------------------------------------------------
     @property
     def values(self) -> np.ndarray:
-        """All weights as a ``(rows, params)`` float32 numpy array (reads them)."""
-        return np.asarray(self.weights.values)
+        """All weights as a ``(rows, params)`` float32 numpy array (reads them).
+
+        Each layer is read in its own storage chunking, so every chunk is read once.
+        """
+        out = np.empty((len(self), self._layout.size), dtype=np.float32)
+        targets = [out[:, self._layout.layer_slice(layer)] for layer in self._layout.layers]
+        sources = [self._layer_data(layer) for layer in self._layout.layers]
+        da.store(sources, targets, lock=False)  # chunks land in place: no second copy
+        return out
 
     def to_torch(self) -> torch.Tensor:
         """All weights as a ``(rows, params)`` float32 torch tensor (reads them)."""
@@ -274,18 +305,23 @@ class Zoo:
 
     def compute(self) -> Zoo:
         """A copy with the weights read into memory."""
+        values = self.values
+        layers = {
+            layer: da.from_array(values[:, self._layout.layer_slice(layer)], chunks=-1)
+            for layer in self._layout.layers
+        }
         return Zoo(
-            self._ds.compute(), self._models, self._layout, handle=self._handle, arch=self._arch
-        )  # layer() then slices the in-memory weights
+            layers, self._models, self._layout, url=self._url, arch=self._arch, handle=self._handle
+        )
 
     def row(self, i: int | str, *, step: int | None = None) -> np.ndarray:
         """The flat vector of one row (by position, or by model name and ``step``)."""
-        return np.asarray(self.weights.isel(model=self._position(i, step)).values)
+        return self.isel(self._position(i, step)).values[0]
 
     def rows(self, batch_size: int = 256) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
         """Iterate ``(metadata, flat vector)`` over rows, reading ``batch_size`` rows at once."""
         for start in range(0, len(self), batch_size):
-            block = np.asarray(self.weights.isel(model=slice(start, start + batch_size)).values)
+            block = self.isel(slice(start, start + batch_size)).values
             records = self._models.iloc[start : start + batch_size].to_dict("records")
             for meta, vector in zip(records, block, strict=True):
                 yield _clean(meta), vector
@@ -331,6 +367,28 @@ class Zoo:
         from wspace.loader import WeightDataset
 
         return WeightDataset(self, target=target)
+
+
+@functools.lru_cache(maxsize=32)
+def _param_coords(layout: Layout) -> dict[str, tuple[str, np.ndarray]]:
+    """``layer``, ``tensor`` and ``index`` coordinates along ``param`` (cached per layout)."""
+    sizes = [t.size for t in layout.tensors]
+    return {
+        "layer": ("param", np.repeat(np.array([t.layer for t in layout.tensors]), sizes)),
+        "tensor": ("param", np.repeat(np.array([t.name for t in layout.tensors]), sizes)),
+        "index": ("param", np.concatenate([np.arange(n) for n in sizes])),
+    }
+
+
+def _coord(series: pd.Series) -> np.ndarray:
+    """A numpy array for an xarray coordinate from a metadata column."""
+    if isinstance(series.dtype, pd.Int64Dtype):
+        return series.astype("float64").to_numpy()
+    if series.dtype == object or isinstance(series.dtype, pd.BooleanDtype | pd.StringDtype):
+        out = np.empty(len(series), dtype=object)
+        out[:] = [None if v is pd.NA else v for v in series.tolist()]
+        return out
+    return series.to_numpy()
 
 
 def _as_slice(positions: np.ndarray) -> slice | np.ndarray:

@@ -77,10 +77,10 @@ class StoreConfig:
     codec
         Codec preset for weight chunks (see :data:`CODECS`).
     segment_rows
-        Rows per weight chunk in writer segments (append-optimised); ``None`` sizes them by
-        bytes so that the largest layer's chunk holds about ``segment_bytes``.
+        Rows per weight chunk of every layer in writer segments; ``None`` sizes each layer's
+        chunks by bytes (``segment_bytes``).
     segment_bytes
-        Target uncompressed bytes of the largest layer's chunk in a writer segment.
+        Target uncompressed bytes of one chunk of one layer in a writer segment.
     chunk_bytes
         Target uncompressed bytes of one chunk of one layer in compacted archives.
     chunks
@@ -94,7 +94,7 @@ class StoreConfig:
 
     codec: str = "blosc-zstd"
     segment_rows: int | None = None
-    segment_bytes: int = 2**21
+    segment_bytes: int = 2**20
     chunk_bytes: int = 2**20
     chunks: int | dict[str, int] | None = None
     meta_rows: int = 4096
@@ -109,12 +109,15 @@ class StoreConfig:
         if self.segment_rows is not None and self.segment_rows < 1:
             raise SchemaMismatchError("store setting segment_rows must be >= 1")
 
-    def segment_chunk_rows(self, layer_sizes: Mapping[str, int]) -> int:
-        """Rows per chunk for every layer of a writer segment."""
+    def segment_chunk_rows(self, layer_size: int) -> int:
+        """Rows per chunk of a layer of ``layer_size`` parameters in a writer segment.
+
+        Sized by bytes like archives (``segment_bytes``), so a layer scan of an uncompacted
+        store makes few large reads, capped at 4096 rows so that a writer's buffers stay small.
+        """
         if self.segment_rows is not None:
             return self.segment_rows
-        widest = max(layer_sizes.values())
-        return max(1, min(1024, self.segment_bytes // (4 * widest)))
+        return max(1, min(4096, self.segment_bytes // (4 * layer_size)))
 
     def archive_chunk_rows(self, layer: str, layer_size: int, n_rows: int) -> int:
         """Rows per chunk of ``layer`` in a compacted archive: ~``chunk_bytes`` each."""

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 import dask.array as da
 import numpy as np
 import pandas as pd
-import xarray as xr
 import zarr
 import zarr.api.asynchronous as zasync
 from zarr.core.sync import sync
@@ -131,9 +130,7 @@ class StoreHandle:
         pieces = state.merged()
         models_df = read_metadata(self.backend, name, state, pieces)
         layers = lazy_layers(self.backend, name, state.layout, pieces, models_df)
-        weights = da.concatenate(list(layers.values()), axis=1)
-        ds = build_dataset(weights, models_df, state.layout, url=self.backend.url, arch=name)
-        return Zoo(ds, models_df, state.layout, handle=self, arch=name, layers=layers)
+        return Zoo(layers, models_df, state.layout, url=self.backend.url, arch=name, handle=self)
 
 
 def open_store(
@@ -282,33 +279,3 @@ def lazy_layers(
         layer: parts[0] if len(parts) == 1 else da.concatenate(parts, axis=0)
         for layer, parts in blocks.items()
     }
-
-
-def _coord(series: pd.Series) -> np.ndarray:
-    """A numpy array for an xarray coordinate from a metadata column."""
-    if isinstance(series.dtype, pd.Int64Dtype):
-        return series.astype("float64").to_numpy()
-    if series.dtype == object or isinstance(series.dtype, pd.BooleanDtype | pd.StringDtype):
-        out = np.empty(len(series), dtype=object)
-        out[:] = [None if v is pd.NA else v for v in series.tolist()]
-        return out
-    return series.to_numpy()
-
-
-def build_dataset(
-    weights: da.Array, models: pd.DataFrame, layout: Layout, *, url: str, arch: str
-) -> xr.Dataset:
-    """Assemble the ``xarray.Dataset`` of one architecture group."""
-    sizes = [t.size for t in layout.tensors]
-    coords: dict[str, Any] = {
-        "layer": ("param", np.repeat(np.array([t.layer for t in layout.tensors]), sizes)),
-        "tensor": ("param", np.repeat(np.array([t.name for t in layout.tensors]), sizes)),
-        "index": ("param", np.concatenate([np.arange(n) for n in sizes])),
-    }
-    for column in models.columns:
-        coords[column] = ("model", _coord(models[column]))
-    return xr.Dataset(
-        {"weights": (("model", "param"), weights)},
-        coords=coords,
-        attrs={"store": url, "arch": arch, "architecture": layout.architecture or ""},
-    )

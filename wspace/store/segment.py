@@ -124,9 +124,7 @@ class SegmentWriter:
         self.backend = backend
         self.layout = layout
         self.arch = arch
-        self.chunk = config.segment_chunk_rows(
-            {layer: layout.layer_size(layer) for layer in layout.layers}
-        )
+        self.chunks = [config.segment_chunk_rows(layout.layer_size(ly)) for ly in layout.layers]
         self.meta_chunk = config.meta_rows
         self.segment_id, self.arrays = create_segment(
             backend,
@@ -134,15 +132,19 @@ class SegmentWriter:
             config,
             arch=arch,
             kind="segment",
-            chunk_rows=self.chunk,
+            chunk_rows=dict(zip(layout.layers, self.chunks, strict=True)),
             attrs={"writer": writer_id},
         )
         self.path = segment_path(arch, self.segment_id)
         self.slices = [layout.layer_slice(layer) for layer in layout.layers]
-        self.buf = np.full((self.chunk, layout.size), np.nan, dtype=np.float32)
+        # one buffer per layer holding the rows of its chunk being filled
+        self.bufs = [
+            np.full((rows, layout.layer_size(layer)), np.nan, dtype=np.float32)
+            for rows, layer in zip(self.chunks, layout.layers, strict=True)
+        ]
         self.n = 0  # rows appended (committed or not)
         self.committed = 0
-        self.chunk_start = 0  # first row of the chunk being filled
+        self.starts = [0] * len(self.chunks)  # per layer: first row of the chunk being filled
         self.meta_start = 0
         self.meta: list[dict[str, Any]] = []  # rows since meta_start
         self.columns: Columns = {}
@@ -169,23 +171,24 @@ class SegmentWriter:
                 self.columns[name] = (kind, ckey)
             else:
                 self.columns[name] = (kind, self.columns[name][1])
-        self.buf[self.n - self.chunk_start] = vector
+        for buf, start, cols in zip(self.bufs, self.starts, self.slices, strict=True):
+            buf[self.n - start] = vector[cols]
         self.meta.append(meta)
         self.pending_keys.append(key)
         self.n += 1
-        if self.n - self.chunk_start == self.chunk:
-            self._write_weights()
-            self.chunk_start = self.n
-            self.buf.fill(np.nan)
+        for i, rows in enumerate(self.chunks):
+            if self.n - self.starts[i] == rows:
+                self._write_layer(i)
+                self.starts[i] = self.n
+                self.bufs[i].fill(np.nan)
         if self.n - self.meta_start == self.meta_chunk:
             self._write_meta()
             self.meta_start = self.n
             self.meta = []
 
-    def _write_weights(self) -> None:
-        region = slice(self.chunk_start, self.chunk_start + self.chunk)
-        for array, cols in zip(self.arrays, self.slices, strict=True):
-            array[region] = self.buf[:, cols]
+    def _write_layer(self, i: int) -> None:
+        # always a whole chunk (NaN-padded): zarr then writes without reading it first
+        self.arrays[i][self.starts[i] : self.starts[i] + self.chunks[i]] = self.bufs[i]
 
     def _write_meta(self) -> None:
         region = slice(self.meta_start, self.meta_start + self.meta_chunk)
@@ -198,8 +201,9 @@ class SegmentWriter:
         """Write the partial chunks; return the ``append`` record body (``None``: nothing new)."""
         if self.n == self.committed:
             return None
-        if self.n > self.chunk_start:
-            self._write_weights()
+        for i, start in enumerate(self.starts):
+            if self.n > start:
+                self._write_layer(i)
         if self.n > self.meta_start:
             self._write_meta()
         return {
