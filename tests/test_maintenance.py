@@ -117,3 +117,47 @@ def test_info_reports_bytes_and_layout(tmp_path):
     assert summary["bytes_stored"] > 0
     assert summary["codec"] == "blosc-zstd"
     assert np.isfinite(summary["ratio"])
+
+
+def test_vacuum_reclaims_superseded_and_orphaned_data_after_grace(tmp_path):
+    url = tiny_zoo(str(tmp_path / "z.zarr"), 6, writers=3, segment_rows=2)
+    # a writer that flushed rows but never committed (as if it crashed)
+    w = wspace.writer(url, commit_every=10**6)
+    for i in range(10, 15):
+        w.append(tiny_weights(i, LAYOUT.size), model=f"orphan_{i}")
+    orphan = w.segments["lenet5"].path
+    assert any(Path(url, orphan).rglob("c/*/0"))
+    wspace.compact(url)
+    before = wspace.open(url)
+    assert wspace.vacuum(url)["segments"] == []  # everything is younger than the grace period
+    info_before = wspace.info(url)
+    removed = wspace.vacuum(url, grace_seconds=0)
+    assert orphan in removed["segments"] and len(removed["segments"]) == 4  # 3 + the orphan
+    assert removed["bytes"] > 0
+    info_after = wspace.info(url)
+    assert info_after["bytes_stored"] == info_before["bytes_stored"] - removed["bytes"]
+    # what remains beyond the live segments is group metadata (zarr.json) only
+    assert 0 <= info_after["bytes_stored"] - info_after["bytes_live"] < 10_000
+    after = wspace.open(url)
+    assert after.models.equals(before.models)
+    assert_rows_equal(after.values, before.values)
+    assert wspace.verify(url).ok
+
+
+def test_vacuum_trims_uncommitted_chunks_of_a_live_segment(tmp_path):
+    url = str(tmp_path / "z.zarr")
+    wspace.create(url, LAYOUT, segment_rows=2)
+    w = wspace.writer(url, commit_every=10**6)
+    for i in range(3):
+        w.append(tiny_weights(i, LAYOUT.size), model=f"m{i}")
+    w.commit()  # rows 0-2 committed: chunks 0 and 1 of each layer
+    for i in range(3, 8):
+        w.append(tiny_weights(i, LAYOUT.size), model=f"m{i}")  # chunks 1-3 flushed, uncommitted
+    w.discard()
+    removed = wspace.vacuum(url, grace_seconds=0)
+    assert removed["segments"] == []
+    assert sorted({k.rsplit("/", 2)[-2] for k in removed["chunks"]}) == ["2", "3"]
+    assert len(removed["chunks"]) == 5 * 2
+    zoo = wspace.open(url)
+    assert_rows_equal(zoo.values, np.stack([tiny_weights(i, LAYOUT.size) for i in range(3)]))
+    assert wspace.verify(url).ok

@@ -39,6 +39,7 @@ from wspace.store import (
     compact,
     create,
     info,
+    vacuum,
     verify,
     writer,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "errors",
     "info",
     "open",
+    "vacuum",
     "verify",
     "writer",
 ]

@@ -119,8 +119,9 @@ def info(
     typer.echo(f"version    {summary['version']} (commit records)")
     typer.echo(f"codec      {summary['codec']}")
     typer.echo(
-        f"bytes      {summary['bytes_stored']:,} stored / {summary['bytes_raw']:,} raw "
-        f"float32 (ratio {summary['ratio']:.2f}x)"
+        f"bytes      {summary['bytes_live']:,} live / {summary['bytes_raw']:,} raw float32 "
+        f"(compression {summary['ratio']:.2f}x); {summary['bytes_stored']:,} on storage "
+        "incl. superseded data (see `wspace vacuum`)"
     )
     for name, arch in summary["archs"].items():
         typer.echo(
@@ -206,6 +207,30 @@ def verify(url: URL, storage_option: OPTIONS = None) -> None:
     )
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+def vacuum(
+    url: URL,
+    storage_option: OPTIONS = None,
+    grace: Annotated[
+        float, typer.Option(help="Keep data younger than this many seconds.")
+    ] = 3600.0,
+    dry_run: Annotated[bool, typer.Option(help="Only report what would be removed.")] = False,
+) -> None:
+    """Delete uncommitted and superseded data older than a grace period."""
+    try:
+        removed = wspace.vacuum(
+            url, grace_seconds=grace, dry_run=dry_run, storage_options=_options(storage_option)
+        )
+    except (WspaceError, OSError) as exc:
+        _fail(exc)
+        return
+    verb = "would remove" if dry_run else "removed"
+    typer.echo(
+        f"{verb} {len(removed['segments'])} segment(s) and {len(removed['chunks'])} chunk(s), "
+        f"{removed['bytes']:,} bytes"
+    )
 
 
 @app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from wspace.store.backend import Backend, StoreLike, resolve
 from wspace.store.config import CODECS, StoreConfig
 from wspace.store.create import add_arch, create
-from wspace.store.maintenance import VerifyReport, compact, info, verify
+from wspace.store.maintenance import VerifyReport, compact, info, vacuum, verify
 from wspace.store.reader import StoreHandle, open_store
 from wspace.store.writer import Writer, writer
 
@@ -23,6 +23,7 @@ __all__ = [
     "info",
     "open_store",
     "resolve",
+    "vacuum",
     "verify",
     "writer",
 ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import calendar
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,13 +15,21 @@ import numpy as np
 import pandas as pd
 
 from wspace.errors import CorruptDataError
+from zarr.core.sync import sync
+
 from wspace.store.backend import StoreLike
 from wspace.store.columns import encode
 from wspace.store.log import CommitLog
 from wspace.store.reader import LayerReader, StoreHandle, _open_arrays, open_store
-from wspace.store.segment import create_column, create_segment, layer_key, segment_path
+from wspace.store.segment import (
+    create_column,
+    create_segment,
+    layer_key,
+    segment_ids,
+    segment_path,
+)
 
-__all__ = ["Problem", "VerifyReport", "compact", "info", "verify"]
+__all__ = ["Problem", "VerifyReport", "compact", "info", "vacuum", "verify"]
 
 log = logging.getLogger(__name__)
 
@@ -270,15 +280,101 @@ def info(url: StoreLike, *, storage_options: Mapping[str, Any] | None = None) ->
             "layout": state.layout.describe(),
             "columns": {c: str(zoo.models[c].dtype) for c in zoo.models.columns},
             "live_segments": len({p.segment for p in state.pieces}),
-            "segments_on_storage": len(handle.backend.list_dir(f"archs/{name}/seg")),
+            "segments_on_storage": len(segment_ids(handle.backend, name)),
         }
     stored = handle.backend.size_under("archs")
+    live = sum(
+        handle.backend.size_under(segment_path(name, seg))
+        for name in handle.archs
+        for seg in {p.segment for p in handle.arch_state(name).pieces}
+    )
     return {
         "url": handle.backend.url,
         "version": handle.state.version,
         "codec": config.codec,
         "archs": archs,
         "bytes_stored": stored,
+        "bytes_live": live,
         "bytes_raw": raw,
-        "ratio": (raw / stored) if stored else float("nan"),
+        "ratio": (raw / live) if live else float("nan"),
     }
+
+
+def _epoch(stamp: str) -> float:
+    return float(calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")))
+
+
+def vacuum(
+    url: StoreLike,
+    *,
+    grace_seconds: float = 3600.0,
+    dry_run: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Delete data that no reader can see any more, once it is older than a grace period.
+
+    Removes (1) segments that no commit references — left by writers that crashed or
+    discarded before committing — and segments superseded by a compaction, and (2) chunks of
+    live segments that hold only never-committed rows. Data younger than ``grace_seconds``
+    (by creation or last commit) is kept, so running writers and readers that opened the
+    store before a compaction are safe.
+
+    Returns
+    -------
+    dict
+        ``{"segments": [...], "chunks": [...], "bytes": n}`` removed (or that would be, with
+        ``dry_run``).
+
+    Examples
+    --------
+    >>> import wspace
+    >>> from wspace.testing import tiny_zoo
+    >>> url = tiny_zoo("memory://doc-vacuum", n_models=4, writers=2)
+    >>> _ = wspace.compact(url)
+    >>> len(wspace.vacuum(url, grace_seconds=0)["segments"])
+    2
+    """
+    handle = open_store(url, storage_options=storage_options, read_only=dry_run)
+    backend = handle.backend
+    now = time.time()
+    last_use: dict[str, float] = {}
+    committed_stop: dict[str, int] = {}
+    for rec in handle.state_records:
+        if "segment" in rec:
+            seg = rec["segment"]
+            last_use[seg] = max(last_use.get(seg, 0.0), _epoch(rec["time"]))
+            stop = int(rec.get("stop", rec.get("rows", 0)))
+            committed_stop[seg] = max(committed_stop.get(seg, 0), stop)
+    removed: dict[str, Any] = {"segments": [], "chunks": [], "bytes": 0}
+    for name in handle.archs:
+        state = handle.arch_state(name)
+        live = {p.segment for p in state.pieces}
+        for seg in segment_ids(backend, name):
+            created = int(seg.split("-", 1)[0]) / 1000
+            age = now - max(created, last_use.get(seg, 0.0))
+            if age < grace_seconds:
+                continue
+            path = segment_path(name, seg)
+            if seg not in live:
+                removed["segments"].append(path)
+                removed["bytes"] += backend.size_under(path)
+                if not dry_run:
+                    backend.delete_dir(path)
+                continue
+            stop = committed_stop.get(seg, 0)
+            rows_per_chunk: dict[str, int] = {}
+            for key in backend.list_prefix(f"{path}/"):
+                parts = key[len(path) + 1 :].split("/")
+                if len(parts) >= 3 and parts[1] == "c" and parts[2].isdigit():
+                    if parts[0] not in rows_per_chunk:
+                        array = backend.open_array(f"{path}/{parts[0]}")
+                        rows_per_chunk[parts[0]] = int(array.chunks[0])
+                    if int(parts[2]) * rows_per_chunk[parts[0]] >= stop:
+                        removed["chunks"].append(key)
+                        removed["bytes"] += len(backend.read(key) or b"")
+                        if not dry_run:
+                            sync(backend.store.delete(key))
+    log.info(
+        "vacuum removed %d segments, %d chunks", len(removed["segments"]), len(removed["chunks"])
+    )
+    return removed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import dask.array as da
@@ -92,6 +92,8 @@ class StoreHandle:
     backend: Backend
     state: StoreState
     storage_options: Mapping[str, Any] | None = None
+    state_records: list[dict[str, Any]] = field(default_factory=list)
+    """The commit records the state was replayed from."""
 
     @property
     def archs(self) -> list[str]:
@@ -140,7 +142,12 @@ def open_store(
     backend = resolve(url, storage_options=storage_options, read_only=read_only)
     log = CommitLog(backend)
     log.refresh()
-    return StoreHandle(backend=backend, state=replay(log.records), storage_options=storage_options)
+    return StoreHandle(
+        backend=backend,
+        state=replay(log.records),
+        storage_options=storage_options,
+        state_records=log.records,
+    )
 
 
 def _open_arrays(backend: Backend, paths: list[str]) -> list[zarr.Array]:

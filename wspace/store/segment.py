@@ -12,6 +12,7 @@ rename locally, a single PUT on object storage) and committed rows never change.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -25,7 +26,10 @@ from wspace.store.columns import MISSING_STR, encode, merge_kinds
 from wspace.store.config import StoreConfig, codec_chain
 from wspace.store.log import Columns, RowKey, new_id
 
-__all__ = ["SegmentWriter", "create_segment", "layer_key", "segment_path"]
+__all__ = ["SegmentWriter", "create_segment", "layer_key", "segment_ids", "segment_path"]
+
+SEGMENT_ID = re.compile(r"\d{13}-[0-9a-f]{12}")
+"""Form of segment identifiers (see :func:`wspace.store.log.new_id`)."""
 
 CAPACITY = 2**32
 """Rows a writer segment can hold; its arrays are created at this shape and never resized."""
@@ -34,6 +38,11 @@ CAPACITY = 2**32
 def segment_path(arch: str, segment_id: str) -> str:
     """Group path of a segment."""
     return f"archs/{arch}/seg/{segment_id}"
+
+
+def segment_ids(backend: Backend, arch: str) -> list[str]:
+    """Identifiers of every segment of ``arch`` on storage, committed or not, oldest first."""
+    return [s for s in backend.list_dir(f"archs/{arch}/seg") if SEGMENT_ID.fullmatch(s)]
 
 
 def layer_key(index: int) -> str:
