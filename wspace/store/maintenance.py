@@ -13,10 +13,9 @@ import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
-
-from wspace.errors import CorruptDataError
 from zarr.core.sync import sync
 
+from wspace.errors import CorruptDataError
 from wspace.store.backend import StoreLike
 from wspace.store.columns import encode
 from wspace.store.log import CommitLog
