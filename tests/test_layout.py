@@ -1,6 +1,11 @@
-"""Layout: structure, validation, exact flatten/unflatten round trips (hypothesis)."""
+"""Layout: structure, validation, exact flatten/unflatten and dict round trips (hypothesis)."""
 
 from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -9,132 +14,372 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-import wspace
-from wspace.layout import Layout
+from wspace.errors import (
+    DTypeError,
+    LayerNotFoundError,
+    SchemaMismatchError,
+    TensorNotFoundError,
+)
+from wspace.layout import Layout, TensorSpec
 
 shapes = st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple)
+floats32 = st.floats(width=32, allow_nan=True, allow_infinity=True)
 
 
 @st.composite
 def layouts(draw: st.DrawFn) -> Layout:
-    n_layers = draw(st.integers(1, 5))
+    """Random layouts: 1-5 layers of 1-3 tensors, any convention, source names, metadata."""
     tensors = []
-    for i in range(n_layers):
-        for param in draw(
+    for i in range(draw(st.integers(1, 5))):
+        params = draw(
             st.lists(
-                st.sampled_from(["weight", "bias", "gamma"]), min_size=1, max_size=3, unique=True
+                st.sampled_from(["weight", "bias", "gamma", "kernel"]),
+                min_size=1,
+                max_size=3,
+                unique=True,
             )
-        ):
-            tensors.append({"name": f"l{i}/{param}", "shape": list(draw(shapes))})
-    return Layout.from_dict({"name": "h", "tensors": tensors})
+        )
+        for param in params:
+            entry: dict[str, object] = {"name": f"block.{i}/{param}", "shape": list(draw(shapes))}
+            if draw(st.booleans()):
+                entry["convention"] = draw(st.sampled_from(["torch", "keras"]))
+                entry["source_name"] = f"block.{i}.{param}"
+            tensors.append(entry)
+    arch = draw(st.none() | st.sampled_from(["lenet5", "mlp"]))
+    return Layout.from_dict(
+        {"name": draw(st.text(min_size=1)), "architecture": arch, "tensors": tensors}
+    )
 
 
 @settings(max_examples=60, deadline=None)
 @given(data=st.data(), layout=layouts())
 def test_flatten_unflatten_round_trip_is_bit_exact(data, layout):
-    vector = data.draw(
-        arrays(
-            np.float32,
-            layout.size,
-            elements=st.floats(width=32, allow_nan=True, allow_infinity=True),
-        )
-    )
+    vector = data.draw(arrays(np.float32, layout.size, elements=floats32))
     tensors = layout.unflatten(vector)
     assert list(tensors) == list(layout.tensor_names)
-    for spec in layout:
-        assert tensors[spec.name].shape == spec.shape
+    assert all(tensors[t.name].shape == t.shape for t in layout)
     back = layout.flatten(tensors)
-    assert back.dtype == np.float32
-    assert np.array_equal(back.view(np.uint32), vector.view(np.uint32))
-    batch = np.stack([vector, vector])
-    assert layout.unflatten(batch)[layout.tensors[0].name].shape == (2, *layout.tensors[0].shape)
+    assert back.dtype == np.float32 and back.shape == (layout.size,)
+    assert np.array_equal(back.view(np.uint32), vector.view(np.uint32))  # NaN payloads too
+    batch = np.stack([vector, vector[::-1]])
+    for spec, part in zip(layout, layout.unflatten(batch).values(), strict=True):
+        assert part.shape == (2, *spec.shape)
+        np.testing.assert_array_equal(part[1].ravel(), vector[::-1][spec.slice()])
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), layout=layouts())
+def test_unflatten_flatten_round_trip(data, layout):
+    given_tensors = {
+        t.name: data.draw(arrays(np.float32, t.shape, elements=floats32)) for t in layout
+    }
+    back = layout.unflatten(layout.flatten(given_tensors))
+    for name, array in given_tensors.items():
+        assert np.array_equal(back[name].view(np.uint32), array.view(np.uint32))
 
 
 @settings(max_examples=60, deadline=None)
 @given(layout=layouts())
-def test_dict_round_trip(layout):
-    assert Layout.from_dict(layout.to_dict()) == layout
-    sizes = [layout.layer_size(layer) for layer in layout.layers]
-    assert sum(sizes) == layout.size
-    assert layout.layer_slice(layout.layers[-1]).stop == layout.size
-
-
-def test_from_torch_state_dict_and_module_agree():
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
-    lay = Layout.from_torch(net)
-    assert lay.tensor_names == (
-        "0/weight",
-        "0/bias",
-        "1/weight",
-        "1/bias",
-        "1/running_mean",
-        "1/running_var",
-    )  # integer num_batches_tracked skipped
-    assert Layout.from_torch(net.state_dict()) == lay
-    v = lay.flatten(net)
-    assert v.shape == (lay.size,) and lay.size == 18 + 2 + 2 + 2 + 2 + 2
-    for key, tensor in lay.to_state_dict(v).items():
-        assert torch.equal(tensor, net.state_dict()[key].float())
+def test_dict_round_trip_is_exact_and_json(layout):
+    data = layout.to_dict()
+    assert Layout.from_dict(json.loads(json.dumps(data))) == layout
+    assert Layout.from_dict(data).to_dict() == data
+    assert hash(Layout.from_dict(data)) == hash(layout)
+    assert sum(layout.layer_size(layer) for layer in layout.layers) == layout.size
+    for layer in layout.layers:
+        specs = layout.layer_tensors(layer)
+        assert layout.layer_slice(layer) == slice(specs[0].offset, specs[-1].stop)
 
 
 def small() -> Layout:
     return Layout.from_dict(
         {
             "name": "mlp",
-            "tensors": [{"name": "fc/weight", "shape": [4, 3]}, {"name": "fc/bias", "shape": [4]}],
+            "tensors": [
+                {"name": "fc/weight", "shape": [4, 3]},
+                {"name": "fc/bias", "shape": [4]},
+                {"name": "out/weight", "shape": [1, 4]},
+            ],
         }
     )
 
 
-def test_errors_name_what_is_wrong():
+def good() -> dict[str, np.ndarray]:
+    return {"fc/weight": np.zeros((4, 3)), "fc/bias": np.zeros(4), "out/weight": np.ones((1, 4))}
+
+
+def test_structure_and_minimal_dict():
     lay = small()
-    good = {"fc/weight": np.zeros((4, 3)), "fc/bias": np.zeros(4)}
-    with pytest.raises(wspace.SchemaMismatchError, match="missing tensor.*fc/bias"):
-        lay.flatten({"fc/weight": np.zeros((4, 3))})
-    with pytest.raises(wspace.SchemaMismatchError, match="unexpected tensor.*'x/y'"):
-        lay.flatten({**good, "x/y": np.zeros(2)})
-    with pytest.raises(wspace.SchemaMismatchError, match=r"fc/weight.*\(4, 3\); got \(3, 4\)"):
-        lay.flatten({**good, "fc/weight": np.zeros((3, 4))})
-    with pytest.raises(wspace.DTypeError, match="fc/bias.*int64"):
-        lay.flatten({**good, "fc/bias": np.zeros(4, dtype=np.int64)})
-    with pytest.raises(wspace.DTypeError, match="fc/bias"):
-        lay.flatten({**good, "fc/bias": torch.zeros(4, dtype=torch.int32)})
-    with pytest.raises(wspace.SchemaMismatchError, match="16 values; got shape"):
-        lay.unflatten(np.zeros(15))
-    with pytest.raises(wspace.LayerNotFoundError, match="no layer 'fx'.*'fc'"):
+    assert (lay.size, len(lay), lay.layers) == (20, 3, ("fc", "out"))
+    assert lay.tensor_names == ("fc/weight", "fc/bias", "out/weight")
+    assert [t.name for t in lay] == list(lay.tensor_names)
+    assert "fc/bias" in lay and "fc.bias" not in lay and "fc" not in lay
+    spec = lay["fc/bias"]
+    assert (spec.layer, spec.offset, spec.size, spec.stop, spec.slice()) == (
+        "fc",
+        12,
+        4,
+        16,
+        slice(12, 16),
+    )
+    assert (spec.convention, spec.source_name, spec.flatten_shape) == ("torch", "fc/bias", None)
+    assert lay.layer_slice("out") == slice(16, 20) and lay.layer_size("fc") == 16
+    assert lay.layer_tensors("fc") == (lay["fc/weight"], lay["fc/bias"])
+    assert repr(lay) == "Layout('mlp', 3 tensors, 2 layers, 20 params)"
+    assert (lay.name, lay.architecture) == ("mlp", None)
+    assert Layout.from_dict({"tensors": [{"name": "a/w", "shape": []}]}).size == 1  # a scalar
+
+
+def test_value_object_semantics():
+    lay = small()
+    assert pickle.loads(pickle.dumps(lay)) == lay
+    assert pickle.loads(pickle.dumps(lay)).layer_slice("out") == slice(16, 20)
+    assert dataclasses.replace(lay, name="other") != lay
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        lay.name = "x"  # type: ignore[misc]
+    spec = TensorSpec("a/w", "a", torch.Size([2, 3]), 0, 6, "torch", "a.w")  # type: ignore[arg-type]
+    assert spec.shape == (2, 3) and type(spec.shape[0]) is int
+    assert spec == TensorSpec("a/w", "a", (2, 3), 0, 6, "torch", "a.w")
+
+
+def test_flatten_inputs_and_casts():
+    lay = small()
+    expected = np.concatenate([v.ravel() for v in good().values()]).astype(np.float32)
+    np.testing.assert_array_equal(lay.flatten(good()), expected)
+    by_source = {
+        "fc/weight": torch.zeros(4, 3, dtype=torch.bfloat16, requires_grad=True),
+        "fc/bias": np.zeros(4, dtype=np.float16),
+        "out/weight": torch.ones(1, 4, dtype=torch.float64),
+    }
+    v = lay.flatten(by_source)
+    assert v.dtype == np.float32
+    np.testing.assert_array_equal(v, expected)
+
+
+def test_flatten_errors_name_the_tensor():
+    lay = small()
+    with pytest.raises(SchemaMismatchError, match=r"missing tensor\(s\) 'fc/bias'"):
+        lay.flatten({k: v for k, v in good().items() if k != "fc/bias"})
+    with pytest.raises(SchemaMismatchError, match=r"unexpected tensor\(s\) 'x/y'.*'fc/weight'"):
+        lay.flatten({**good(), "x/y": np.zeros(2)})
+    with pytest.raises(SchemaMismatchError, match=r"unexpected.*'n'"):
+        lay.flatten({**good(), "n": np.zeros(2, dtype=np.int64)})  # only torch int buffers skip
+    with pytest.raises(
+        SchemaMismatchError,
+        match=r"'fc/weight' must have shape \(4, 3\); got "
+        r"\(3, 4\)",
+    ):
+        lay.flatten({**good(), "fc/weight": np.zeros((3, 4))})
+    with pytest.raises(SchemaMismatchError, match=r"'fc/bias' must have shape \(4,\); got \(\)"):
+        lay.flatten({**good(), "fc/bias": 0.0})
+    linear = Layout.from_torch(torch.nn.Linear(2, 1))
+    with pytest.raises(SchemaMismatchError, match="'root/bias' is given twice, as 'bias' and"):
+        linear.flatten({"bias": np.zeros(1), "root/bias": np.zeros(1), "weight": np.ones((1, 2))})
+    with pytest.raises(SchemaMismatchError, match="takes a mapping"):
+        lay.flatten(np.zeros(20))
+    for bad in (
+        np.zeros(4, dtype=np.int64),
+        np.zeros(4, dtype=bool),
+        np.zeros(4, dtype=np.complex64),
+        np.array([None] * 4),
+        torch.zeros(4, dtype=torch.int32),
+        torch.zeros(4, dtype=torch.complex64),
+    ):
+        with pytest.raises(DTypeError, match="'fc/bias' must be floating point"):
+            lay.flatten({**good(), "fc/bias": bad})
+
+
+def test_unflatten_views_and_errors():
+    lay = small()
+    v = np.arange(20, dtype=np.float32)
+    parts = lay.unflatten(v)
+    assert all(np.shares_memory(p, v) for p in parts.values())
+    np.testing.assert_array_equal(lay.unflatten(torch.arange(20.0))["out/weight"], [v[16:]])
+    for bad in (np.zeros(19), np.zeros((2, 19)), np.zeros((2, 2, 20)), np.float32(1)):
+        with pytest.raises(SchemaMismatchError, match="needs a vector of 20 values"):
+            lay.unflatten(bad)
+
+
+def test_lookup_errors_list_what_exists():
+    lay = small()
+    with pytest.raises(LayerNotFoundError, match="no layer 'fx'.*layers: 'fc', 'out'"):
         lay.layer_slice("fx")
-    with pytest.raises(wspace.TensorNotFoundError, match="fc/weight"):
+    for call in (lay.layer_tensors, lay.layer_size):
+        with pytest.raises(KeyError, match="'fc', 'out'"):
+            call("nope")
+    with pytest.raises(TensorNotFoundError, match="'fc/nope'.*'fc/weight', 'fc/bias'"):
         lay["fc/nope"]
-    with pytest.raises(wspace.SchemaMismatchError, match="contiguous"):
+    with pytest.raises(TensorNotFoundError, match="'fc/nope'"):
+        lay.view("fc/nope")
+    with pytest.raises(TensorNotFoundError, match=r"'fc/weight' of shape \(4,\) has no 'kernel'"):
         Layout.from_dict(
-            {
-                "tensors": [
-                    {"name": "a/w", "shape": [1]},
-                    {"name": "b/w", "shape": [1]},
-                    {"name": "a/b", "shape": [1]},
-                ]
-            }
-        )
-    with pytest.raises(wspace.SchemaMismatchError, match="no tensors"):
-        Layout.from_dict({"tensors": []})
-    with pytest.raises(wspace.SchemaMismatchError, match="repeated"):
-        Layout.from_dict(
-            {"tensors": [{"name": "a/w", "shape": [1]}, {"name": "a/w", "shape": [1]}]}
-        )
+            {"tensors": [{"name": "fc/bias", "shape": [4]}, {"name": "fc/weight", "shape": [4]}]}
+        ).view("fc/kernel")
 
 
-def test_float_dtypes_are_cast_to_float32():
+@pytest.mark.parametrize(
+    ("tensors", "match"),
+    [
+        ([], "no tensors"),
+        (
+            [
+                {"name": "a/w", "shape": [1]},
+                {"name": "b/w", "shape": [1]},
+                {"name": "a/b", "shape": [1]},
+            ],
+            "'a/b' is separated.*layer 'a'.*contiguous",
+        ),
+        ([{"name": "a/w", "shape": [1]}, {"name": "a/w", "shape": [1]}], "'a/w' is repeated"),
+        (
+            [
+                {"name": "a/w", "shape": [1], "source_name": "s"},
+                {"name": "a/b", "shape": [1], "source_name": "s"},
+            ],
+            "'a/b' repeats source name 's'",
+        ),
+        (
+            [{"name": "a/w", "shape": [2]}, {"name": "a/b", "shape": [1], "offset": 1}],
+            "'a/b' starts at 1.*ends at 2",
+        ),
+        ([{"name": "a/w", "shape": [2], "offset": 1}], "'a/w' starts at 1"),
+        ([{"name": "a/w", "shape": [2, 3], "size": 5}], "'a/w'.*size 5"),
+        ([{"name": "w", "shape": [1]}], "'w'.*'<layer>/<param>'"),
+        ([{"name": "a/", "shape": [1]}], "'a/'.*'<layer>/<param>'"),
+        ([{"name": "a/w", "layer": "b", "shape": [1]}], "'a/w'.*layer 'b'"),
+        ([{"name": "a/w", "shape": [-1]}], "'a/w'.*negative"),
+        ([{"name": "a/w", "shape": [1], "convention": "jax"}], "'a/w'.*convention 'jax'"),
+        (
+            [{"name": "a/w", "shape": [3, 8], "flatten_shape": [2, 2, 3]}],
+            r"'a/w'.*flatten_shape \(2, 2, 3\)",
+        ),
+    ],
+)
+def test_invalid_layouts_name_the_tensor(tensors, match):
+    with pytest.raises(SchemaMismatchError, match=match):
+        Layout.from_dict({"name": "bad", "tensors": tensors})
+
+
+@pytest.mark.parametrize("data", [{}, {"tensors": "a/w"}, {"tensors": [{"name": "a/w"}]}, []])
+def test_malformed_dicts(data):
+    with pytest.raises(SchemaMismatchError, match="'name' and 'shape'|'tensors' list"):
+        Layout.from_dict(data)
+
+
+class Tagged(torch.nn.Module):
+    wspace_architecture: ClassVar[str] = "tagged"
+    wspace_flatten_inputs: ClassVar[dict[str, tuple[int, ...]]] = {"head": (2, 3, 1)}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+        self.head = torch.nn.Linear(6, 1)
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+
+def test_from_torch_module_and_state_dict():
+    net = Tagged()
+    lay = Layout.from_torch(net)
+    assert lay.tensor_names == (
+        "root/scale",
+        "body.0/weight",
+        "body.0/bias",
+        "body.1/weight",
+        "body.1/bias",
+        "body.1/running_mean",
+        "body.1/running_var",
+        "head/weight",
+        "head/bias",
+    )  # integer buffers (num_batches_tracked, steps) skipped
+    assert lay.layers == ("root", "body.0", "body.1", "head")
+    assert (lay.name, lay.architecture) == ("tagged", "tagged")
+    assert lay["body.1/running_var"].source_name == "body.1.running_var"
+    assert lay["head/weight"].flatten_shape == (2, 3, 1)
+    assert lay["head/bias"].flatten_shape is None
+    plain = Layout.from_torch(net.state_dict(), name="tagged", architecture="tagged")
+    assert plain == dataclasses.replace(
+        lay, tensors=tuple(dataclasses.replace(t, flatten_shape=None) for t in lay)
+    )
+    assert Layout.from_torch(torch.nn.Linear(2, 2)).name == "default"
+    assert Layout.from_torch(net, name="n", architecture="a").name == "n"
+
+
+def test_from_torch_refuses_bad_input():
+    class Wrong(torch.nn.Linear):
+        wspace_flatten_inputs: ClassVar[dict[str, tuple[int, ...]]] = {"nowhere": (1, 2, 2)}
+
+    with pytest.raises(SchemaMismatchError, match="'nowhere' without a 'weight'"):
+        Layout.from_torch(Wrong(4, 1))
+    with pytest.raises(SchemaMismatchError, match="takes a torch module or a state_dict"):
+        Layout.from_torch([torch.zeros(2)])
+
+
+def test_flatten_module_and_to_state_dict_rebuild_it():
+    net = Tagged()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.uniform_()
+    net.body[1].running_mean.uniform_()
+    lay = Layout.from_torch(net)
+    v = lay.flatten(net)  # the integer buffers are ignored, not "unexpected"
+    np.testing.assert_array_equal(v, lay.flatten(net.state_dict()))
+    state = lay.to_state_dict(v)
+    assert list(state) == [t.source_name for t in lay]
+    for key, tensor in state.items():
+        assert tensor.dtype == torch.float32 and torch.equal(tensor, net.state_dict()[key])
+    v[0] = 123.0
+    assert float(state["body.0.weight"].flatten()[0]) != 123.0  # tensors are copies
+    other = Tagged()
+    other.load_state_dict(state, strict=False)
+    x = torch.rand(2, 1, 5, 3)
+    other.eval(), net.eval()
+    torch.testing.assert_close(other.body(x), net.body(x), atol=0, rtol=0)
+    batch = lay.to_state_dict(np.stack([v, v, v]))
+    assert batch["head.weight"].shape == (3, 1, 6)
+
+
+def test_to_state_dict_refuses_keras_layouts():
+    lay = Layout.from_dict(
+        {"tensors": [{"name": "d/kernel", "shape": [3, 2], "convention": "keras"}]}
+    )
+    with pytest.raises(SchemaMismatchError, match="Keras-convention tensors.*'d/kernel'"):
+        lay.to_state_dict(np.zeros(6, dtype=np.float32))
+
+
+def test_view_of_stored_and_converted_names():
     lay = small()
-    v = lay.flatten(
+    v = np.arange(20, dtype=np.float32)
+    spec, index, shape = lay.view("fc/bias")
+    assert spec is lay["fc/bias"] and shape == (4,)
+    np.testing.assert_array_equal(index, np.arange(4))
+    spec, index, shape = lay.view("fc/kernel")
+    assert spec is lay["fc/weight"] and shape == (3, 4)
+    np.testing.assert_array_equal(v[spec.offset + index].reshape(shape), v[:12].reshape(4, 3).T)
+    with pytest.raises(TensorNotFoundError):
+        lay.view("fc/weight_kernel")
+    keras = Layout.from_dict(
         {
-            "fc/weight": torch.ones(4, 3, dtype=torch.bfloat16),
-            "fc/bias": np.ones(4, dtype=np.float16),
+            "tensors": [
+                {"name": "d/kernel", "shape": [3, 2], "convention": "keras"},
+                {"name": "d/bias", "shape": [2], "convention": "keras"},
+            ]
         }
     )
-    assert v.dtype == np.float32 and (v == 1).all()
+    spec, index, shape = keras.view("d/weight")
+    assert spec is keras["d/kernel"] and shape == (2, 3)
+    np.testing.assert_array_equal(v[index].reshape(shape), v[:6].reshape(3, 2).T)
+    with pytest.raises(TensorNotFoundError, match="'d/kernel', 'd/bias'"):
+        keras.view("d/gamma")
+    with pytest.raises(TensorNotFoundError):  # a Keras layout has no Keras-from-torch kernel
+        Layout.from_dict(
+            {"tensors": [{"name": "d/weight", "shape": [3, 2], "convention": "keras"}]}
+        ).view("d/kernel")
 
 
 def test_describe_table():
     table = small().describe()
-    assert table["tensor"].tolist() == ["fc/weight", "fc/bias"]
-    assert table["offset"].tolist() == [0, 12]
+    assert list(table.columns)[:5] == ["tensor", "layer", "shape", "offset", "size"]
+    assert table["tensor"].tolist() == ["fc/weight", "fc/bias", "out/weight"]
+    assert table["offset"].tolist() == [0, 12, 16]
+    assert table["size"].tolist() == [12, 4, 4]
+    assert table["shape"].tolist() == ["(4, 3)", "(4,)", "(1, 4)"]
