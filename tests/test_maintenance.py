@@ -161,3 +161,15 @@ def test_vacuum_trims_uncommitted_chunks_of_a_live_segment(tmp_path):
     zoo = wspace.open(url)
     assert_rows_equal(zoo.values, np.stack([tiny_weights(i, LAYOUT.size) for i in range(3)]))
     assert wspace.verify(url).ok
+
+
+def test_corrupt_metadata_chunk_is_detected(tmp_path):
+    url = tiny_zoo(str(tmp_path / "z.zarr"), 4)
+    chunk = sorted(Path(url).glob("archs/lenet5/seg/*/m001/c/0"))[0]  # the cls column
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(wspace.CorruptDataError, match="metadata of architecture 'lenet5'"):
+        wspace.open(url)
+    report = wspace.verify(url)
+    assert not report.ok and report.problems[0].item == "metadata"

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from wspace.layout import Layout
 from wspace.store.backend import Backend
@@ -109,6 +110,7 @@ def create_column(
         chunks=(chunk_rows,),
         dtype="float64" if numeric else str,
         fill_value=np.nan if numeric else MISSING_STR,
+        compressors=[ZstdCodec(level=3), Crc32cCodec()],  # checksummed like the weights
         config={"write_empty_chunks": True},
         attributes={"wspace": {"column": name}},
     )
