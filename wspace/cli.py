@@ -233,6 +233,121 @@ def vacuum(
     )
 
 
+train_app = typer.Typer(
+    help="Generate zoos by training networks into a store.", no_args_is_help=True
+)
+report_app = typer.Typer(help="Tables and reports computed from a zoo.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(report_app, name="report")
+
+
+@train_app.command("lenet5")
+def train_lenet5(
+    url: URL,
+    storage_option: OPTIONS = None,
+    dataset: Annotated[str, typer.Option(help="digits (offline) or imagenette.")] = "digits",
+    root: Annotated[
+        str | None, typer.Option(help="Imagenette folder (train/ and val/ class folders).")
+    ] = None,
+    per_class: Annotated[int, typer.Option(help="Networks per class.")] = 5,
+    classes: Annotated[
+        str | None, typer.Option(help="Comma-separated positive classes (default: all).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Training epochs per network.")] = 20,
+    negatives: Annotated[
+        int | None, typer.Option(help="Random negatives per network (default: all others).")
+    ] = None,
+    snapshots: Annotated[
+        bool, typer.Option(help="Also store every epoch's weights as rows with step.")
+    ] = False,
+    workers: Annotated[int, typer.Option(help="Worker processes (or Dask workers).")] = 2,
+    threads: Annotated[int, typer.Option(help="torch threads per worker.")] = 1,
+    scheduler: Annotated[
+        str | None, typer.Option(help="dask.distributed scheduler address (tcp://HOST:PORT).")
+    ] = None,
+    dask_local: Annotated[
+        bool, typer.Option("--dask-local", help="Run the workers on a local Dask cluster.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Base seed of the networks.")] = 0,
+) -> None:
+    """Train one-vs-all LeNet-5s (FORMATS.md §1) into URL; re-running resumes.
+
+    Every finished network is committed at once, so Ctrl-C or a killed worker loses only the
+    networks in training; run the same command again to complete the zoo.
+    """
+    from wspace.train.orchestrate import train_zoo
+    from wspace.train.worker import TrainSettings
+
+    settings = TrainSettings(
+        dataset=dataset, root=root, epochs=epochs, negatives=negatives, snapshots=snapshots
+    )
+    try:
+        report = train_zoo(
+            url,
+            classes=[c.strip() for c in classes.split(",")] if classes else None,
+            per_class=per_class,
+            settings=settings,
+            workers=workers,
+            threads_per_worker=threads,
+            scheduler=scheduler,
+            dask_local=dask_local,
+            seed=seed,
+            storage_options=_options(storage_option),
+        )
+    except (WspaceError, OSError) as exc:
+        _fail(exc)
+        return
+    typer.echo(
+        f"{len(report.trained)} trained, {report.skipped} already in the store, "
+        f"{report.planned} planned; {report.nets_per_minute:.1f} networks/minute"
+    )
+    if not report.complete:
+        typer.echo(
+            f"wspace: error: {report.failed_workers} worker(s) failed; run the same "
+            "command again to finish the zoo",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
+@report_app.command("metrics")
+def report_metrics(
+    url: URL,
+    storage_option: OPTIONS = None,
+    by: Annotated[str, typer.Option(help="Column to group networks by.")] = "cls",
+    csv: Annotated[
+        str | None, typer.Option(help="Also write the table as CSV to this path.")
+    ] = None,
+    arch: Annotated[str | None, typer.Option(help="Architecture group.")] = None,
+) -> None:
+    """Per-class min/max/avg of accuracy, precision, recall and F1 (the dataset card's table)."""
+    from wspace.analysis.metrics import flat_columns, metrics_table
+
+    try:
+        zoo = wspace.open(url, storage_options=_options(storage_option), arch=arch)
+        table = metrics_table(zoo, by=by)
+    except (WspaceError, OSError) as exc:
+        _fail(exc)
+        return
+    flat = flat_columns(table)
+    typer.echo(
+        flat.to_markdown(index=False, floatfmt=".4f")
+        if _has_tabulate()
+        else flat.to_string(index=False, float_format="{:.4f}".format)
+    )
+    if csv:
+        flat.to_csv(csv, index=False)
+        typer.echo(f"wrote {csv}")
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 @app.command()
 def demo(
     path: Annotated[str, typer.Argument(help="Where to write the demo store.")] = "demo-zoo.zarr",

@@ -14,6 +14,7 @@ __all__ = [
     "CoordinateNotFoundError",
     "CorruptDataError",
     "DTypeError",
+    "DataSetNotFoundError",
     "DuplicateModelError",
     "LayerNotFoundError",
     "ModelNotFoundError",
@@ -46,6 +47,10 @@ class StoreNotFoundError(WspaceError, FileNotFoundError):
 
 class StoreExistsError(WspaceError, FileExistsError):
     """A store already exists where one was to be created."""
+
+
+class DataSetNotFoundError(WspaceError, FileNotFoundError):
+    """A training data set is not where it was said to be, or lacks the expected layout."""
 
 
 class ReadOnlyStoreError(WspaceError, PermissionError):

@@ -29,7 +29,7 @@ class Batch(NamedTuple):
 
 def _read(zoo: Zoo, index: np.ndarray) -> Batch:
     order = np.argsort(index, kind="stable")  # read in storage order, hand back in batch order
-    block = np.asarray(zoo.weights.isel(model=index[order]).values)
+    block = zoo.isel(index[order]).values  # each layer read in its own chunking
     out = np.empty_like(block)
     out[order] = block
     return Batch(torch.from_numpy(out), zoo.models.iloc[index].reset_index(drop=True), index)

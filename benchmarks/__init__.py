@@ -1,0 +1,1 @@
+"""Runnable benchmarks; each prints a table and writes JSON under benchmarks/results/."""
