@@ -233,6 +233,91 @@ def vacuum(
     )
 
 
+def _format_help() -> str:
+    from wspace.io import FORMATS
+
+    return "\n\n".join(f"{f.name}: {f.summary}" for f in FORMATS.values())
+
+
+def _format_options(pairs: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise WspaceError(f"format option {pair!r} is not KEY=VALUE")
+        out[key.replace("-", "_")] = value
+    return out
+
+
+FORMAT_OPTIONS = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option",
+        "-O",
+        metavar="KEY=VALUE",
+        help="Format-specific option, repeatable (see docs/formats.md).",
+    ),
+]
+
+
+@app.command(
+    "import",
+    help="Import SRC, in one of the published formats, into the store DST_URL (created when "
+    "missing); re-running skips models already there.\n\nFormats:\n\n" + _format_help(),
+)
+def import_(
+    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="Format name (see above).")],
+    src: Annotated[str, typer.Argument(metavar="SRC", help="File or folder to import.")],
+    url: Annotated[str, typer.Argument(metavar="DST_URL", help="Store: path or fsspec URL.")],
+    storage_option: OPTIONS = None,
+    option: FORMAT_OPTIONS = None,
+) -> None:
+    from wspace.io import import_zoo
+
+    try:
+        report = import_zoo(
+            fmt, src, url, storage_options=_options(storage_option), **_format_options(option)
+        )
+    except (WspaceError, OSError) as exc:
+        _fail(exc)
+        return
+    typer.echo(
+        f"imported {report.rows} row(s) of {len(set(report.models))} model(s) into "
+        f"{report.url} ({', '.join(report.archs) or 'no architecture'}); "
+        f"{len(report.skipped)} already there"
+    )
+
+
+@app.command(
+    "export",
+    help="Export the rows of the store SRC_URL (optionally filtered) to DST in a published "
+    "format.\n\nFormats:\n\n" + _format_help(),
+)
+def export(
+    url: Annotated[str, typer.Argument(metavar="SRC_URL", help="Store: path or fsspec URL.")],
+    dst: Annotated[str, typer.Argument(help="Folder (or file) to write.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="Format name (see above).")],
+    storage_option: OPTIONS = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option("--where", "-w", help="Filter COLUMN=VALUE, COLUMN>VALUE, ... (repeatable)."),
+    ] = None,
+    arch: Annotated[str | None, typer.Option(help="Architecture group.")] = None,
+    option: FORMAT_OPTIONS = None,
+) -> None:
+    from wspace.io import export_zoo
+
+    try:
+        zoo = apply_where(
+            wspace.open(url, storage_options=_options(storage_option), arch=arch), where
+        )
+        files = export_zoo(zoo, dst, fmt, **_format_options(option))
+    except (WspaceError, OSError) as exc:
+        _fail(exc)
+        return
+    typer.echo(f"exported {len(zoo)} row(s) to {len(files)} file(s) under {dst}")
+
+
 train_app = typer.Typer(
     help="Generate zoos by training networks into a store.", no_args_is_help=True
 )
