@@ -14,6 +14,7 @@ import typer
 
 import wspace
 from wspace.errors import CoordinateNotFoundError, WspaceError, listing
+from wspace.store.maintenance import info_text
 
 app = typer.Typer(
     help="wspace: store, query and check neural-network weight zoos (Zarr v3 stores on any "
@@ -115,23 +116,7 @@ def info(
             arch["layout"] = arch["layout"].to_dict("records")
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
-    typer.echo(f"store      {summary['url']}")
-    typer.echo(f"version    {summary['version']} (commit records)")
-    typer.echo(f"codec      {summary['codec']}")
-    typer.echo(
-        f"bytes      {summary['bytes_live']:,} live / {summary['bytes_raw']:,} raw float32 "
-        f"(compression {summary['ratio']:.2f}x); {summary['bytes_stored']:,} on storage "
-        "incl. superseded data (see `wspace vacuum`)"
-    )
-    for name, arch in summary["archs"].items():
-        typer.echo(
-            f"\narchitecture {name!r} ({arch['architecture'] or 'no torch builder'}): "
-            f"{arch['rows']} rows, {arch['models']} models, {arch['params']:,} params, "
-            f"{arch['live_segments']} live segment(s), "
-            f"{arch['segments_on_storage']} on storage"
-        )
-        typer.echo(arch["layout"].to_string(index=False))
-        typer.echo("columns: " + ", ".join(f"{c} ({t})" for c, t in arch["columns"].items()))
+    typer.echo(info_text(summary))
 
 
 @app.command("ls")
@@ -436,14 +421,26 @@ def _has_tabulate() -> bool:
 @app.command()
 def demo(
     path: Annotated[str, typer.Argument(help="Where to write the demo store.")] = "demo-zoo.zarr",
-    models: Annotated[int, typer.Option(help="LeNet-5 networks to store.")] = 30,
-    workers: Annotated[int, typer.Option(help="Writer processes.")] = 2,
+    per_class: Annotated[int, typer.Option(help="Networks per digit class.")] = 3,
+    epochs: Annotated[int, typer.Option(help="Training epochs per network.")] = 10,
+    workers: Annotated[int, typer.Option(help="Training worker processes.")] = 2,
+    classes: Annotated[
+        str | None, typer.Option(help="Comma-separated digit classes (default: all ten).")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing demo store.")] = False,
 ) -> None:
-    """Build a small zoo of torch-initialised LeNet-5s with concurrent writers, and query it."""
+    """The main job: train a small digits LeNet-5 zoo with concurrent workers, then query it."""
     from wspace.demo import run_demo
 
     try:
-        run_demo(path, models=models, workers=workers, overwrite=overwrite, echo=typer.echo)
+        run_demo(
+            path,
+            per_class=per_class,
+            epochs=epochs,
+            workers=workers,
+            classes=[c.strip() for c in classes.split(",")] if classes else None,
+            overwrite=overwrite,
+            echo=typer.echo,
+        )
     except (WspaceError, OSError) as exc:
         _fail(exc)

@@ -1,117 +1,128 @@
-"""``wspace demo``: build a small LeNet-5 zoo with concurrent writers and query it.
+"""``wspace demo``: the main job — train a small digits zoo into a store, then query it.
 
-Until the zoo generator trains networks, the demo stores torch-initialised LeNet-5s (the
-architecture of the published hypernetwork zoo), one per (class, count), written by several
-processes at once, then shows the queries of the README.
+Trains one-vs-all LeNet-5s (FORMATS.md §1) on scikit-learn's digits (shipped offline), with
+several worker processes appending concurrently to one store, then shows what a researcher
+does with the zoo: the store summary, lazy queries by class and layer, a Keras-oriented tensor,
+the per-class metrics table of the dataset card, a network rebuilt in torch that reproduces its
+recorded validation accuracy, an integrity check and a compaction.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 import wspace
-from wspace.architectures import lenet5, lenet5_layout
-from wspace.errors import StoreExistsError
+from wspace.errors import StoreExistsError, WspaceError
+from wspace.store.maintenance import info_text
 
-__all__ = ["IMAGENETTE_CLASSES", "run_demo"]
-
-IMAGENETTE_CLASSES = (
-    "tench",
-    "english_springer",
-    "cassette_player",
-    "chain_saw",
-    "church",
-    "french_horn",
-    "garbage_truck",
-    "gas_pump",
-    "golf_ball",
-    "parachute",
-)
-
-
-def _model(i: int) -> tuple[str, str, int]:
-    cls = IMAGENETTE_CLASSES[i % len(IMAGENETTE_CLASSES)]
-    count = i // len(IMAGENETTE_CLASSES)
-    return f"{cls}_{count}", cls, count
-
-
-def _write(path: str, indices: list[int], done: Any) -> None:
-    with wspace.writer(path, commit_every=8) as w:
-        for i in indices:
-            name, cls, count = _model(i)
-            net = lenet5(seed=i)
-            w.append(net, model=name, cls=cls, count=count, seed=i, init="torch")
-            with done.get_lock():
-                done.value += 1
+__all__ = ["run_demo"]
 
 
 def run_demo(
     path: str,
     *,
-    models: int = 30,
+    per_class: int = 3,
+    epochs: int = 10,
     workers: int = 2,
+    classes: list[str] | None = None,
     overwrite: bool = False,
     echo: Callable[[str], Any] = print,
+    progress: bool = True,
 ) -> wspace.Zoo:
-    """Build the demo zoo at ``path`` and print what the queries return."""
+    """Train the demo zoo at ``path``, print what the queries return, and return the zoo.
+
+    Parameters
+    ----------
+    path
+        Local directory of the store.
+    per_class, epochs, workers
+        Networks per digit class, training epochs per network, worker processes.
+    classes
+        Digit classes to train (default: all ten, ``zero`` ... ``nine``).
+    overwrite
+        Replace an existing store at ``path``.
+    echo
+        Where to print.
+    progress
+        Show the training progress bar.
+    """
+    from wspace.analysis.metrics import flat_columns, metrics_table
+    from wspace.train.data import load_digits
+    from wspace.train.lenet import evaluate, one_vs_all_labels
+    from wspace.train.orchestrate import train_zoo
+    from wspace.train.worker import TrainSettings
+
     target = Path(path)
     if target.exists():
         if not overwrite:
             raise StoreExistsError(f"{path!r} exists; pass --overwrite to replace it")
         shutil.rmtree(target)
-    wspace.create(path, lenet5_layout())
-    ctx = mp.get_context("spawn")
-    done = ctx.Value("i", 0)
-    procs = [
-        ctx.Process(target=_write, args=(path, list(range(k, models, workers)), done))
-        for k in range(workers)
-    ]
-    start = time.perf_counter()
-    for p in procs:
-        p.start()
-    with tqdm(total=models, desc=f"{workers} writer processes", unit="net", disable=None) as bar:
-        while any(p.is_alive() for p in procs):
-            bar.update(done.value - bar.n)
-            time.sleep(0.1)
-        bar.update(done.value - bar.n)
-    for p in procs:
-        p.join()
-        if p.exitcode:
-            raise wspace.WspaceError(f"demo writer process exited with code {p.exitcode}")
-    echo(f"wrote {models} LeNet-5s with {workers} processes in {time.perf_counter() - start:.1f} s")
+    data = load_digits()
+    report = train_zoo(
+        path,
+        classes=classes,
+        per_class=per_class,
+        settings=TrainSettings(epochs=epochs),
+        workers=workers,
+        progress=progress,
+    )
+    if not report.complete:
+        raise WspaceError(
+            f"{report.failed_workers} training worker(s) failed; run `wspace demo` again"
+        )
+    echo(
+        f"trained {len(report.trained)} digits LeNet-5s ({epochs} epochs each) with {workers} "
+        f"worker processes appending concurrently: {report.nets_per_minute:.1f} networks/minute"
+    )
+
+    echo(f"\n$ wspace info {path}\n{info_text(wspace.info(path))}")
 
     zoo = wspace.open(path)
     echo(f"\n>>> zoo = wspace.open({path!r})\n{zoo}")
-    church = zoo.sel(cls="church").layer("dense_1")
+    cls = str(zoo.models["cls"].iloc[0])
+    lazy = zoo.sel(cls=cls).layer("dense_1")
     echo(
-        f"\n>>> zoo.sel(cls='church').layer('dense_1')   # lazy: {church.shape}, "
-        f"{church.data.npartitions} dask chunk(s)"
+        f"\n>>> zoo.sel(cls={cls!r}).layer('dense_1')   # lazy: {lazy.shape}, "
+        f"{lazy.data.npartitions} dask chunk(s), nothing read yet"
     )
-    values = church.values
+    values = lazy.values
     echo(f"computed: shape {values.shape}, mean {values.mean():+.5f}, std {values.std():.5f}")
     kernel = zoo.tensor("dense_1/kernel")
     echo(f"\n>>> zoo.tensor('dense_1/kernel').shape   # Keras orientation\n{kernel.shape}")
-    name = str(zoo.models["model"].iloc[0])
-    net = zoo.module(0)
-    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    index = int(zoo.models["seed"].iloc[0])
-    same = torch.equal(net(x), lenet5(seed=index).eval()(x))
-    echo(f"\n>>> zoo.module(0)   # {name}: rebuilt network gives the original outputs: {same}")
-    report = wspace.verify(path)
+
+    models = zoo.models
     echo(
-        f"\n>>> wspace.verify(...)   {report.chunks_checked} chunks, {len(report.problems)} damaged"
+        f"\nmean validation accuracy {models['accuracy'].mean():.4f} vs the all-negative "
+        f"(majority class) rate {models['majority_rate'].mean():.4f}"
+    )
+    table = flat_columns(metrics_table(zoo))
+    echo("\n>>> wspace.analysis.metrics_table(zoo)   # the dataset card's table")
+    echo(table.to_string(index=False, float_format="{:.4f}".format))
+
+    row = 0
+    name = str(models["model"].iloc[row])
+    label = data.classes.index(str(models["cls"].iloc[row]))
+    with torch.no_grad():
+        again = evaluate(zoo.module(row), data.val_x, one_vs_all_labels(data.val_y, label))
+    same = again["accuracy"] == models["accuracy"].iloc[row]
+    echo(
+        f"\n>>> zoo.module(0)   # {name} rebuilt in torch: validation accuracy "
+        f"{again['accuracy']:.4f}, as recorded: {same}"
+    )
+
+    checked = wspace.verify(path)
+    echo(
+        f"\n>>> wspace.verify({path!r})   {checked.chunks_checked} chunks, "
+        f"{len(checked.problems)} damaged"
     )
     compacted = wspace.compact(path)
     after = wspace.open(path)
-    same_rows = np.array_equal(after.sel(cls="church").layer("dense_1").values, values)
-    echo(f">>> wspace.compact(...)  {compacted}; church dense_1 unchanged: {same_rows}")
+    unchanged = np.array_equal(after.sel(cls=cls).layer("dense_1").values, values)
+    echo(f">>> wspace.compact({path!r})   {compacted}; {cls} dense_1 unchanged: {unchanged}")
     return after

@@ -28,7 +28,7 @@ from wspace.store.segment import (
     segment_path,
 )
 
-__all__ = ["Problem", "VerifyReport", "compact", "info", "vacuum", "verify"]
+__all__ = ["Problem", "VerifyReport", "compact", "info", "info_text", "vacuum", "verify"]
 
 log = logging.getLogger(__name__)
 
@@ -297,6 +297,28 @@ def info(url: StoreLike, *, storage_options: Mapping[str, Any] | None = None) ->
         "bytes_raw": raw,
         "ratio": (raw / live) if live else float("nan"),
     }
+
+
+def info_text(summary: Mapping[str, Any]) -> str:
+    """The human-readable form of :func:`info`'s summary (what ``wspace info`` prints)."""
+    lines = [
+        f"store      {summary['url']}",
+        f"version    {summary['version']} (commit records)",
+        f"codec      {summary['codec']}",
+        f"bytes      {summary['bytes_live']:,} live / {summary['bytes_raw']:,} raw float32 "
+        f"(compression {summary['ratio']:.2f}x); {summary['bytes_stored']:,} on storage "
+        "incl. superseded data (see `wspace vacuum`)",
+    ]
+    for name, arch in summary["archs"].items():
+        lines += [
+            f"\narchitecture {name!r} ({arch['architecture'] or 'no torch builder'}): "
+            f"{arch['rows']} rows, {arch['models']} models, {arch['params']:,} params, "
+            f"{arch['live_segments']} live segment(s), "
+            f"{arch['segments_on_storage']} on storage",
+            arch["layout"].to_string(index=False),
+            "columns: " + ", ".join(f"{c} ({t})" for c, t in arch["columns"].items()),
+        ]
+    return "\n".join(lines)
 
 
 def _epoch(stamp: str) -> float:
