@@ -43,7 +43,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from wspace.architectures import LENET5_LAYERS, lenet5_keras_layout
-from wspace.errors import CorruptDataError, SchemaMismatchError, WspaceError, listing
+from wspace.errors import (
+    CorruptDataError,
+    NonFiniteWeightsError,
+    SchemaMismatchError,
+    WspaceError,
+    listing,
+)
 from wspace.io import ImportReport
 from wspace.io._common import (
     ImportSession,
@@ -535,6 +541,8 @@ def import_zoo(
             else:
                 rows = list(_with_names(data, where, path, sidecar))
             del data
+            if not nonfinite:
+                _check_finite(rows, where)
             for i in progress_bar(
                 range(len(rows)), enabled=progress, desc=f"{format} import", unit="model"
             ):
@@ -545,6 +553,17 @@ def import_zoo(
                 weights = to_row(tensors, layout)
                 session.append(weights, layout=layout, model=model, source=where, **meta)
     return session.report
+
+
+def _check_finite(rows: list[tuple[str, Any, dict[str, np.ndarray]]], where: str) -> None:
+    for model, _meta, tensors in rows:
+        for path, array in tensors.items():
+            bad = int(np.count_nonzero(~np.isfinite(array)))
+            if bad:
+                raise NonFiniteWeightsError(
+                    f"{where}: model {model!r}: {bad} non-finite value(s) in {path}; pass "
+                    "allow_nonfinite=true to import them"
+                )
 
 
 def _with_names(
