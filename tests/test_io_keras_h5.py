@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 import wspace
 from tests.conftest import keras_data_dir
 from wspace.architectures import LENET5_LAYERS, lenet5, lenet5_keras_layout, lenet5_layout
+from wspace.cli import app
 from wspace.errors import (
     CorruptDataError,
     DTypeError,
@@ -27,7 +28,6 @@ from wspace.errors import (
     SchemaMismatchError,
     StoreNotFoundError,
 )
-from wspace.cli import app
 from wspace.io import export_zoo, import_zoo
 from wspace.io.keras_h5 import (
     LAYER_NAMES,

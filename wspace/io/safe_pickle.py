@@ -5,9 +5,10 @@
 and refuses every other one with :class:`~wspace.errors.UnsafePickleError` before anything is
 called. Admitted:
 
-- containers and scalars written with plain opcodes (``list``, ``dict``, ``tuple``, ``str``,
-  ``bytes``, ``int``, ``float``, ``bool``, ``None``), ``builtins.list`` and
-  ``collections.OrderedDict`` (empty containers);
+- containers and scalars written with plain opcodes (``list``, ``dict``, ``tuple``, ``set``,
+  ``str``, ``bytes``, ``int``, ``float``, ``bool``, ``None``: no global, no call),
+  ``builtins.list``, ``collections.OrderedDict`` and ``_codecs.encode(text, "latin1")`` (how
+  protocols 0-2 write bytes); the format modules then check the structure they expect;
 - numpy arrays (``numpy.core`` and numpy 2's ``numpy._core`` paths) of boolean or numeric
   dtypes, rebuilt by :func:`numpy.ndarray.__new__`, never through the file's callables;
 - torch tensors as plain ``pickle.dump`` writes them: ``torch._utils._rebuild_tensor_v2`` (and
@@ -73,6 +74,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         make: Callable[..., Any] = self._reconstruct
         self._allowed: dict[tuple[str, str], Any] = {
             ("builtins", "list"): list,
+            ("_codecs", "encode"): self._latin1,
             ("collections", "OrderedDict"): collections.OrderedDict,
             ("numpy", "ndarray"): np.ndarray,
             ("numpy", "dtype"): self._dtype,
@@ -99,6 +101,12 @@ class RestrictedUnpickler(pickle.Unpickler):
     def persistent_load(self, pid: Any) -> Any:
         """Persistent ids are refused (plain pickles of weights have none)."""
         raise UnsafePickleError(f"{self.where}: refused persistent id {pid!r}")
+
+    def _latin1(self, text: Any, encoding: Any = "utf-8") -> bytes:
+        # protocols 0-2 write bytes as _codecs.encode(text, "latin1"); nothing else is needed
+        if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+            raise UnsafePickleError(f"{self.where}: refused _codecs.encode({encoding!r})")
+        return text.encode("latin1")
 
     # -- numpy ---------------------------------------------------------------------------------
     def _dtype(self, spec: Any, align: Any = False, copy: Any = False) -> np.dtype[Any]:
