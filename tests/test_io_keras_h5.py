@@ -232,6 +232,10 @@ def test_export_where_selection_and_name_from_model(tmp_path):
     zoo = wspace.open(url)
     names = [p.name for p in export_zoo(zoo, tmp_path / "a", "keras-h5", progress=False)]
     assert names == ["binary_oneVall_golf_ball_7_model.h5", "binary_oneVall_church_12_model.h5"]
+    with wspace.writer(url) as w:
+        w.append(np.ones(91_481, np.float32), model="other", cls="church", count=12)
+    with pytest.raises(SchemaMismatchError, match="'church_12' and 'other' would both be written"):
+        export_zoo(wspace.open(url), tmp_path / "c", "keras-h5", progress=False)
     only = export_zoo(zoo.sel(model="church_12"), tmp_path / "b", "keras-h5", progress=False)
     assert [p.name for p in only] == ["binary_oneVall_church_12_model.h5"]
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [only[0].name]

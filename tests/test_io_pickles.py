@@ -366,6 +366,21 @@ def test_truncated_pickle_and_nonfinite_weights(tmp_path):
     assert np.isinf(wspace.open("memory://inf-ok").values).sum() == 1
 
 
+def test_export_refuses_snapshots_and_other_layouts(tmp_path):
+    url = tiny_zoo(str(tmp_path / "s.zarr"), 2, steps=[1, 2])
+    for fmt in ("modelwise-pickle", "layerwise-pickle"):
+        with pytest.raises(SchemaMismatchError, match="several rows .*step"):
+            export_zoo(wspace.open(url), tmp_path / "x", fmt, progress=False)
+        export_zoo(wspace.open(url).sel(step=2), tmp_path / "y", fmt, progress=False)
+    small = wspace.Layout.from_dict(
+        {"name": "mlp", "tensors": [{"name": "fc/weight", "shape": [2]}]}
+    )
+    other = tiny_zoo(str(tmp_path / "o.zarr"), 1, layout=small)
+    with pytest.raises(SchemaMismatchError, match="not a LeNet-5 layout"):
+        export_zoo(wspace.open(other), tmp_path / "x", "modelwise-pickle", progress=False)
+    assert not (tmp_path / "x").exists()
+
+
 def test_reimport_skips_committed_models(tmp_path):
     url = tiny_zoo(str(tmp_path / "z.zarr"), 3)
     [path] = export_zoo(wspace.open(url), tmp_path / "a", "modelwise-pickle", progress=False)

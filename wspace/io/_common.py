@@ -7,7 +7,8 @@ re-run skips them), creates the store or the architecture group on the first row
 :class:`~wspace.io.ImportReport`. On an exception the rows not yet committed are discarded.
 Exporters use :func:`atomic_file` so that a file appears complete or not at all, and
 :func:`timestamp` for the time-stamped file names of the published formats. Options come from
-the command line as strings: :func:`option_bool` and :func:`option_int` read them.
+the command line as strings: :func:`option_bool` and :func:`option_int` read them;
+:func:`one_row_per_model` refuses zoos with snapshots for formats that have one entry per model.
 
 Examples
 --------
@@ -29,11 +30,18 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import pandas as pd
 from tqdm.auto import tqdm
 
-from wspace.errors import StoreExistsError, StoreNotFoundError, WspaceError
+from wspace.errors import (
+    SchemaMismatchError,
+    StoreExistsError,
+    StoreNotFoundError,
+    WspaceError,
+    listing,
+)
 from wspace.io import ImportReport
 from wspace.layout import Layout
 from wspace.store.backend import StoreLike
@@ -42,11 +50,15 @@ from wspace.store.log import RowKey
 from wspace.store.reader import open_store
 from wspace.store.writer import Writer
 
+if TYPE_CHECKING:
+    from wspace.zoo import Zoo
+
 __all__ = [
     "ImportSession",
     "atomic_file",
     "committed_keys",
     "ensure_arch",
+    "one_row_per_model",
     "option_bool",
     "option_int",
     "progress_bar",
@@ -138,6 +150,17 @@ def atomic_file(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iter
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def one_row_per_model(zoo: Zoo, fmt: str) -> None:
+    """Refuse a zoo with several rows (snapshots) of a model: ``fmt`` has one entry per model."""
+    names = zoo.models["model"]
+    if names.duplicated().any():
+        dup = pd.unique(names[names.duplicated()])
+        raise SchemaMismatchError(
+            f"store {zoo.url!r}: model(s) {listing(dup)} have several rows (snapshots); "
+            f"select one row per model (e.g. --where step=20) to export {fmt}"
+        )
 
 
 def committed_keys(

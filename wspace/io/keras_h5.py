@@ -50,7 +50,15 @@ from wspace.errors import (
     listing,
 )
 from wspace.io import ImportReport
-from wspace.io._common import ImportSession, atomic_file, option_bool, option_int, progress_bar
+from wspace.io._common import (
+    ImportSession,
+    atomic_file,
+    one_row_per_model,
+    option_bool,
+    option_int,
+    progress_bar,
+)
+from wspace.io.keras_config import KERAS_VERSION, LAYER_NAMES, model_config, training_config
 from wspace.layout import Layout
 
 if TYPE_CHECKING:
@@ -73,19 +81,6 @@ __all__ = [
     "write_file",
 ]
 
-KERAS_VERSION = "2.15.0"
-"""Keras version written into exported files (the version family of the published zoo)."""
-LAYER_NAMES: tuple[str, ...] = (
-    "conv2d",
-    "average_pooling2d",
-    "conv2d_1",
-    "average_pooling2d_1",
-    "conv2d_2",
-    "flatten",
-    "dense",
-    "dense_1",
-)
-"""Every layer of the Keras LeNet-5, weightless ones included, in model order."""
 FILE_NAME = re.compile(r"^binary_oneVall_(?P<cls>.+)_(?P<count>\d+)_(?:model|weights)\.h5$")
 DEFAULT_PATTERN = "binary_oneVall_*_model.h5"
 
@@ -167,124 +162,6 @@ def keras_index(layout: Layout) -> dict[str, tuple[np.ndarray, tuple[int, ...]]]
             )
         out[keras_spec.source_name] = (spec.offset + index, shape)
     return out
-
-
-def model_config() -> dict[str, Any]:
-    """The Keras 2.15 ``model_config`` of the LeNet-5 (``Sequential``), as Keras writes it.
-
-    Examples
-    --------
-    >>> [layer["class_name"] for layer in model_config()["config"]["layers"]][:3]
-    ['InputLayer', 'Conv2D', 'AveragePooling2D']
-    """
-    base: dict[str, Any] = {"trainable": True, "dtype": "float32"}
-    glorot = {
-        "module": "keras.initializers",
-        "class_name": "GlorotUniform",
-        "config": {"seed": None},
-        "registered_name": None,
-    }
-    zeros: dict[str, Any] = {
-        "module": "keras.initializers",
-        "class_name": "Zeros",
-        "config": {},
-        "registered_name": None,
-    }
-    tail = {
-        "use_bias": True,
-        "kernel_initializer": glorot,
-        "bias_initializer": zeros,
-        "kernel_regularizer": None,
-        "bias_regularizer": None,
-        "activity_regularizer": None,
-        "kernel_constraint": None,
-        "bias_constraint": None,
-    }
-    shape = [None, 32, 32, 3]
-
-    def conv(name: str, filters: int, padding: str, first: bool = False) -> dict[str, Any]:
-        config = {"name": name, **base, **({"batch_input_shape": shape} if first else {})}
-        config |= {
-            "filters": filters,
-            "kernel_size": [5, 5],
-            "strides": [1, 1],
-            "padding": padding,
-            "data_format": "channels_last",
-            "dilation_rate": [1, 1],
-            "groups": 1,
-            "activation": "tanh",
-            **tail,
-        }
-        return {"class_name": "Conv2D", "config": config}
-
-    def pool(name: str) -> dict[str, Any]:
-        config = {"name": name, **base, "pool_size": [2, 2], "padding": "valid"}
-        config |= {"strides": [2, 2], "data_format": "channels_last"}
-        return {"class_name": "AveragePooling2D", "config": config}
-
-    def dense(name: str, units: int, activation: str) -> dict[str, Any]:
-        config = {"name": name, **base, "units": units, "activation": activation, **tail}
-        return {"class_name": "Dense", "config": config}
-
-    layers = [
-        {
-            "class_name": "InputLayer",
-            "config": {
-                "batch_input_shape": shape,
-                "dtype": "float32",
-                "sparse": False,
-                "ragged": False,
-                "name": "conv2d_input",
-            },
-        },
-        conv("conv2d", 6, "same", first=True),
-        pool("average_pooling2d"),
-        conv("conv2d_1", 16, "valid"),
-        pool("average_pooling2d_1"),
-        conv("conv2d_2", 120, "valid"),
-        {
-            "class_name": "Flatten",
-            "config": {"name": "flatten", **base, "data_format": "channels_last"},
-        },
-        dense("dense", 84, "tanh"),
-        dense("dense_1", 1, "sigmoid"),
-    ]
-    return {"class_name": "Sequential", "config": {"name": "sequential", "layers": layers}}
-
-
-def training_config() -> dict[str, Any]:
-    """The Keras 2.15 ``training_config`` of the zoo's training (Adam 1e-3, binary
-    cross-entropy; FORMATS.md §1), as ``model.compile`` records it.
-
-    Examples
-    --------
-    >>> training_config()["loss"]
-    'binary_crossentropy'
-    """
-    adam = {
-        "name": "Adam",
-        "weight_decay": None,
-        "clipnorm": None,
-        "global_clipnorm": None,
-        "clipvalue": None,
-        "use_ema": False,
-        "ema_momentum": 0.99,
-        "ema_overwrite_frequency": None,
-        "jit_compile": False,
-        "is_legacy_optimizer": False,
-        "learning_rate": 0.0010000000474974513,  # float32(1e-3), as Keras writes it
-        "beta_1": 0.9,
-        "beta_2": 0.999,
-        "epsilon": 1e-07,
-        "amsgrad": False,
-    }
-    return {
-        "loss": "binary_crossentropy",
-        "metrics": None,
-        "weighted_metrics": None,
-        "loss_weights": None,
-        "optimizer_config": {"class_name": "Custom>Adam", "config": adam},
-    }
 
 
 # -- one file ---------------------------------------------------------------------------------
@@ -555,13 +432,8 @@ def import_zoo(
 
 def _names(zoo: Zoo) -> list[tuple[str, int]]:
     """``(cls, count)`` of every row, from the columns or parsed from ``model``."""
+    one_row_per_model(zoo, "keras-h5")
     models = zoo.models
-    if models["model"].duplicated().any():
-        dup = models["model"][models["model"].duplicated()].tolist()
-        raise SchemaMismatchError(
-            f"store {zoo.url!r}: model(s) {listing(dup)} have several rows (snapshots); "
-            "select one row per model (e.g. --where step=20) to export keras-h5 files"
-        )
     out = []
     for record in models.to_dict("records"):
         cls, count = record.get("cls"), record.get("count")
@@ -575,6 +447,13 @@ def _names(zoo: Zoo) -> list[tuple[str, int]]:
                 "its name is not '{class}_{count}', so it has no keras-h5 file name"
             )
         out.append((parsed["cls"], parsed["count"]))
+    seen: dict[tuple[str, int], str] = {}
+    for key, model in zip(out, models["model"], strict=True):
+        if seen.setdefault(key, model) != model:
+            raise SchemaMismatchError(
+                f"store {zoo.url!r}: models {seen[key]!r} and {model!r} would both be written "
+                f"to {file_name(*key)!r} (same cls and count)"
+            )
     return out
 
 

@@ -54,6 +54,7 @@ from wspace.io import ImportReport
 from wspace.io._common import (
     ImportSession,
     atomic_file,
+    one_row_per_model,
     option_bool,
     option_int,
     progress_bar,
@@ -321,6 +322,7 @@ def export_zoo(
     batch = option_int(batch_size, "batch_size")
     replace = option_bool(overwrite, "overwrite")
     keras_index(zoo.layout)  # a LeNet-5 layout, or a clear error before anything is written
+    one_row_per_model(zoo, format)
     target = Path(dst)
     path = target if target.suffix == ".pkl" else target / f"{_PREFIX[format]}{timestamp()}.pkl"
     if format == "modelwise-pickle":
