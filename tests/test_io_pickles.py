@@ -257,6 +257,7 @@ BAD_MODELWISE = {
         lambda d: _by_layer(d, "conv2d/conv2d/bias:0", [0.0] * 6),
         "conv2d/conv2d/bias:0 is a list",
     ),
+    "duplicate model": (lambda d: [d[0], d[0]], "model\\(s\\) 'church_0' appear twice"),
     "flat disagrees": (
         lambda d: _set(d, "parameters_flat", d[0]["parameters_flat"] + 1),
         "parameters_flat is not the concatenation",

@@ -33,6 +33,7 @@ True
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import pickle
@@ -519,8 +520,9 @@ def import_zoo(
     Rows get ``model`` and, when the name is ``{class}_{count}``, ``cls`` and ``count``
     (layerwise: ``cls`` is the pickle's class). Models already in the store are skipped. The
     pickle is read whole (a pickle cannot be read piecewise), with the restricted unpickler of
-    :mod:`wspace.io.safe_pickle`; any structure but the format's raises an error naming the
-    file, and the rows not yet committed are discarded.
+    :mod:`wspace.io.safe_pickle`, and every item is checked (structure, shapes, dtypes,
+    finiteness, unique names) before any row of it is appended: a bad pickle raises an error
+    naming the file and commits nothing of it.
     """
     if format not in _FORMATS:
         raise WspaceError(f"wspace.io.pickles reads {listing(_FORMATS)}, not {format!r}")
@@ -543,6 +545,10 @@ def import_zoo(
             else:
                 rows = list(_with_names(data, where, path, sidecar))
             del data
+            counts = collections.Counter(row[0] for row in rows)
+            if len(counts) != len(rows):
+                dup = sorted(name for name, n in counts.items() if n > 1)
+                raise SchemaMismatchError(f"{where}: model(s) {listing(dup)} appear twice")
             if not nonfinite:
                 _check_finite(rows, where)
             for i in progress_bar(
