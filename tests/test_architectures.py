@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from wspace.architectures import ARCHITECTURES, LeNet5, build, lenet5, lenet5_layout, register
+from wspace.architectures import (
+    ARCHITECTURES,
+    LENET5_LAYERS,
+    LeNet5,
+    build,
+    lenet5,
+    lenet5_keras_layout,
+    lenet5_layout,
+    register,
+)
 from wspace.errors import ArchitectureNotFoundError
 
 SIZES = {"conv2d": 456, "conv2d_1": 2_416, "conv2d_2": 48_120, "dense": 40_404, "dense_1": 85}
@@ -95,3 +105,25 @@ def test_registry(monkeypatch):
         register("", lambda: torch.nn.Linear(2, 1))
     with pytest.raises(TypeError, match="callable"):
         register("x", torch.nn.Linear(2, 1).weight)  # type: ignore[arg-type]
+
+
+def test_lenet5_keras_layout_is_the_keras_view_of_the_torch_one():
+    torch_layout, keras = lenet5_layout(), lenet5_keras_layout()
+    assert keras.size == torch_layout.size and keras.layers == LENET5_LAYERS
+    assert keras.architecture == "lenet5" and keras.name == "lenet5-keras"
+    assert all(t.convention == "keras" for t in keras)
+    for layer in LENET5_LAYERS:
+        assert [t.name for t in keras.layer_tensors(layer)] == [f"{layer}/kernel", f"{layer}/bias"]
+        assert keras[f"{layer}/kernel"].shape == torch_layout.view(f"{layer}/kernel")[2]
+        assert keras.layer_size(layer) == torch_layout.layer_size(layer)
+    assert keras["dense/kernel"].flatten_shape == (2, 2, 120)
+    # torch weights -> Keras row -> state_dict gives the same tensors back, exactly
+    net = lenet5(seed=3)
+    v = torch_layout.flatten(net)
+    keras_row = np.empty_like(v)
+    for spec in keras:
+        stored, index, _ = torch_layout.view(spec.name)
+        keras_row[spec.slice()] = v[stored.offset + index]
+    state = keras.to_state_dict(keras_row)
+    for key, tensor in net.state_dict().items():
+        assert torch.equal(state[key], tensor)

@@ -338,12 +338,30 @@ def test_flatten_module_and_to_state_dict_rebuild_it():
     assert batch["head.weight"].shape == (3, 1, 6)
 
 
-def test_to_state_dict_refuses_keras_layouts():
+def test_to_state_dict_converts_keras_layouts():
     lay = Layout.from_dict(
-        {"tensors": [{"name": "d/kernel", "shape": [3, 2], "convention": "keras"}]}
+        {
+            "tensors": [
+                {"name": "d/kernel", "shape": [3, 2], "convention": "keras"},
+                {"name": "d/bias", "shape": [2], "convention": "keras"},
+                {"name": "bn/gamma", "shape": [2], "convention": "keras"},
+                {"name": "bn/moving_variance", "shape": [2], "convention": "keras"},
+            ]
+        }
     )
-    with pytest.raises(SchemaMismatchError, match="Keras-convention tensors.*'d/kernel'"):
-        lay.to_state_dict(np.zeros(6, dtype=np.float32))
+    v = np.arange(12, dtype=np.float32)
+    state = lay.to_state_dict(v)
+    assert list(state) == ["d.weight", "d.bias", "bn.weight", "bn.running_var"]
+    np.testing.assert_array_equal(state["d.weight"].numpy(), v[:6].reshape(3, 2).T)
+    np.testing.assert_array_equal(state["bn.running_var"].numpy(), v[10:])
+    batch = lay.to_state_dict(np.stack([v, v + 1]))
+    assert batch["d.weight"].shape == (2, 2, 3)
+    np.testing.assert_array_equal(batch["d.weight"][1].numpy(), v[:6].reshape(3, 2).T + 1)
+    odd = Layout.from_dict(
+        {"tensors": [{"name": "d/depthwise_kernel", "shape": [3, 2], "convention": "keras"}]}
+    )
+    with pytest.raises(SchemaMismatchError, match="'d/depthwise_kernel' has no torch counterpart"):
+        odd.to_state_dict(np.zeros(6, dtype=np.float32))
 
 
 def test_view_of_stored_and_converted_names():

@@ -28,6 +28,7 @@ from wspace.errors import (
     StoreExistsError,
     StoreNotFoundError,
     TensorNotFoundError,
+    UnsafePickleError,
     WspaceError,
 )
 from wspace.layout import Layout, TensorSpec
@@ -66,6 +67,7 @@ __all__ = [
     "StoreNotFoundError",
     "TensorNotFoundError",
     "TensorSpec",
+    "UnsafePickleError",
     "VerifyReport",
     "Writer",
     "WspaceError",

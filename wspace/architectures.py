@@ -16,7 +16,20 @@ from torch import nn
 from wspace.errors import ArchitectureNotFoundError, listing
 from wspace.layout import Layout
 
-__all__ = ["ARCHITECTURES", "Init", "LeNet5", "build", "lenet5", "lenet5_layout", "register"]
+__all__ = [
+    "ARCHITECTURES",
+    "LENET5_LAYERS",
+    "Init",
+    "LeNet5",
+    "build",
+    "lenet5",
+    "lenet5_keras_layout",
+    "lenet5_layout",
+    "register",
+]
+
+LENET5_LAYERS: tuple[str, ...] = ("conv2d", "conv2d_1", "conv2d_2", "dense", "dense_1")
+"""The LeNet-5 layers that hold weights, in order (Keras' layer names)."""
 
 Init: TypeAlias = Literal["torch", "keras"]
 """Initialisation scheme: torch's layer defaults, or Keras 2's (Glorot-uniform, zero bias)."""
@@ -123,6 +136,53 @@ def lenet5_layout() -> Layout:
     Layout('lenet5', architecture='lenet5', 10 tensors, 5 layers, 91481 params)
     """
     return Layout.from_torch(LeNet5(generator=torch.Generator().manual_seed(0)))
+
+
+@functools.cache
+def lenet5_keras_layout() -> Layout:
+    """The Keras-convention :class:`~wspace.layout.Layout` of the LeNet-5 zoo (cached).
+
+    The layout of the published Keras files (FORMATS.md §1): per layer ``kernel`` then
+    ``bias`` (the order of Keras' ``weight_names``), kernels ``(kh, kw, in, out)`` and
+    ``(in, out)``, source names the HDF5 paths under ``model_weights``, and ``dense/kernel``
+    reading the flattened ``(h, w, c) = (2, 2, 120)`` map. Its ``architecture`` is
+    ``"lenet5"``, so a zoo of this layout rebuilds a torch :class:`LeNet5` (the kernels are
+    converted by :meth:`~wspace.layout.Layout.to_state_dict`).
+
+    Examples
+    --------
+    >>> lay = lenet5_keras_layout()
+    >>> lay
+    Layout('lenet5-keras', architecture='lenet5', 10 tensors, 5 layers, 91481 params)
+    >>> lay["dense/kernel"].shape, lay["dense/kernel"].flatten_shape
+    ((480, 84), (2, 2, 120))
+    >>> lay["conv2d/kernel"].source_name
+    'conv2d/conv2d/kernel:0'
+    """
+    torch_layout = lenet5_layout()
+    tensors: list[dict[str, object]] = []
+    for layer in LENET5_LAYERS:
+        weight = torch_layout[f"{layer}/weight"]
+        kernel_shape = torch_layout.view(f"{layer}/kernel")[2]
+        flat = weight.flatten_shape
+        tensors.append(
+            {
+                "name": f"{layer}/kernel",
+                "shape": list(kernel_shape),
+                "convention": "keras",
+                "source_name": f"{layer}/{layer}/kernel:0",
+                "flatten_shape": None if flat is None else [*flat[1:], flat[0]],
+            }
+        )
+        tensors.append(
+            {
+                "name": f"{layer}/bias",
+                "shape": list(torch_layout[f"{layer}/bias"].shape),
+                "convention": "keras",
+                "source_name": f"{layer}/{layer}/bias:0",
+            }
+        )
+    return Layout.from_dict({"name": "lenet5-keras", "architecture": "lenet5", "tensors": tensors})
 
 
 ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {"lenet5": lenet5}

@@ -8,6 +8,8 @@ at: the store URL, the model, the layer or tensor.
 
 from __future__ import annotations
 
+import pickle
+
 __all__ = [
     "ArchitectureNotFoundError",
     "CommitConflictError",
@@ -24,6 +26,7 @@ __all__ = [
     "StoreExistsError",
     "StoreNotFoundError",
     "TensorNotFoundError",
+    "UnsafePickleError",
     "WspaceError",
     "WspaceWarning",
 ]
@@ -99,6 +102,10 @@ class CorruptDataError(WspaceError, OSError):
 
 class CommitConflictError(WspaceError, RuntimeError):
     """A commit could not be published because of concurrent commits."""
+
+
+class UnsafePickleError(WspaceError, pickle.UnpicklingError):
+    """A pickle asked for a global outside the few types its format allows; nothing was run."""
 
 
 def listing(values: object, limit: int = 20) -> str:

@@ -32,6 +32,15 @@ Convention: TypeAlias = Literal["torch", "keras"]
 out)``."""
 
 _CONVENTIONS: tuple[str, ...] = get_args(Convention)
+_KERAS_TO_TORCH = {
+    "kernel": "weight",
+    "bias": "bias",
+    "gamma": "weight",
+    "beta": "bias",
+    "moving_mean": "running_mean",
+    "moving_variance": "running_var",
+}
+"""Keras parameter name -> torch parameter name, for :meth:`Layout.to_state_dict`."""
 _OTHER_NAME = {"torch": ("kernel", "weight"), "keras": ("weight", "kernel")}
 """Per stored convention: (name asked for in the other convention, stored parameter name)."""
 
@@ -386,10 +395,15 @@ class Layout:
         return {t.name: array[..., t.offset : t.stop].reshape(lead + t.shape) for t in self}
 
     def to_state_dict(self, vector: Any) -> dict[str, Any]:
-        """A torch ``state_dict`` (float32 tensors keyed by source names) of a flat vector.
+        """A torch ``state_dict`` (float32 tensors) of a flat vector.
 
-        A batch ``(n, size)`` gives tensors ``(n, *shape)`` (for ``torch.func``). Only for
-        torch-convention layouts; a Keras layout raises :class:`SchemaMismatchError`.
+        A batch ``(n, size)`` gives tensors ``(n, *shape)`` (for ``torch.func``). Torch-convention
+        tensors are keyed by their source names. Keras-convention tensors are converted to
+        torch's: ``"<layer>/kernel"`` becomes ``"<layer>.weight"`` through :meth:`view` (kernels
+        transposed; a Dense kernel with a ``flatten_shape`` also has its inputs reordered from
+        ``(h, w, c)`` to ``(c, h, w)``), and ``bias``, ``gamma``, ``beta``, ``moving_mean``,
+        ``moving_variance`` become ``bias``, ``weight``, ``bias``, ``running_mean``,
+        ``running_var``; any other Keras parameter raises :class:`SchemaMismatchError`.
 
         Examples
         --------
@@ -398,19 +412,41 @@ class Layout:
         >>> lay = Layout.from_torch(net)
         >>> net.load_state_dict(lay.to_state_dict(lay.flatten(net)))
         <All keys matched successfully>
+        >>> keras = Layout.from_dict({"tensors": [
+        ...     {"name": "fc/kernel", "shape": [3, 2], "convention": "keras"},
+        ...     {"name": "fc/bias", "shape": [2], "convention": "keras"}]})
+        >>> {k: tuple(v.shape) for k, v in keras.to_state_dict(range(8)).items()}
+        {'fc.weight': (2, 3), 'fc.bias': (2,)}
         """
         import torch
 
-        keras = [t.name for t in self if t.convention != "torch"]
-        if keras:
-            raise self._mismatch(
-                f"Keras-convention tensors ({listing(keras)}) must be "
-                "converted before they make a torch state_dict"
-            )
-        return {
-            t.source_name: torch.tensor(array, dtype=torch.float32)
-            for t, array in zip(self.tensors, self.unflatten(vector).values(), strict=True)
-        }
+        if isinstance(vector, torch.Tensor):
+            vector = vector.detach().cpu().numpy()
+        array = np.asarray(vector)
+        parts = self.unflatten(array)  # checks the shape
+        lead = array.shape[:-1]
+        out: dict[str, Any] = {}
+        for t in self.tensors:
+            if t.convention == "torch":
+                key, value = t.source_name, parts[t.name]
+            else:
+                param = t.name.rpartition("/")[2]
+                torch_param = _KERAS_TO_TORCH.get(param)
+                if torch_param is None:
+                    raise self._mismatch(
+                        f"Keras tensor {t.name!r} has no torch counterpart (known: "
+                        f"{listing(_KERAS_TO_TORCH)})"
+                    )
+                key = f"{t.layer.replace('/', '.')}.{torch_param}"
+                if param == "kernel":
+                    spec, index, shape = self.view(f"{t.layer}/weight")
+                    value = array[..., spec.offset + index].reshape(lead + shape)
+                else:
+                    value = parts[t.name]
+            if key in out:
+                raise self._mismatch(f"tensors {t.name!r} and another both map to {key!r}")
+            out[key] = torch.tensor(value, dtype=torch.float32)
+        return out
 
     # -- views across conventions ------------------------------------------------------------
     def view(self, name: str) -> tuple[TensorSpec, np.ndarray, tuple[int, ...]]:
