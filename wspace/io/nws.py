@@ -427,7 +427,7 @@ def _scan_run(
             ">= 20 epochs"
         )
     meta_file = folder / "meta.csv"
-    meta_csv = meta_file.read_text(encoding="utf-8") if meta_file.is_file() else None
+    meta_csv = meta_file.read_bytes().decode("utf-8") if meta_file.is_file() else None
     claimed = set(DERIVED)
     hyper = {
         escape_column(str(k), claimed): py_value(v) for k, v in frame_row.items() if k != "path"
@@ -693,7 +693,8 @@ def export_zoo(
         stat = extras.get("stat", [float(len(table)), np.nan, np.nan, np.nan])
         table.tofile(run_dir / "error.bin")
         np.asarray(stat, dtype=_BIN).tofile(run_dir / "stat.bin")
-        (run_dir / "meta.csv").write_text(extras.get("meta_csv") or _meta_csv(first), "utf-8")
+        meta_text = extras.get("meta_csv") or _meta_csv(first)
+        (run_dir / "meta.csv").write_bytes(meta_text.encode("utf-8"))  # newlines as they were
         files += [run_dir / "error.bin", run_dir / "stat.bin", run_dir / "meta.csv"]
         conv, fc = arch_of[model].weight_counts()
         record = {unescape_column(k): v for k, v in first.items() if k not in (*DERIVED, "model")}
