@@ -221,8 +221,10 @@ def import_zoo(
     if len(counts) != len(metrics):
         model, step = next(k for k, n in counts.items() if n > 1)
         raise FormatError(f"{metrics_file}: model {model!r} has two rows at step {step}")
-    columns = {
-        c: escape_column(str(c)) for c in metrics.columns if c not in (MODEL_COLUMN, STEP_COLUMN)
+    columns = {  # in file order, so that an export writes them back in that order
+        c: "step" if c == STEP_COLUMN else escape_column(str(c))
+        for c in metrics.columns
+        if c != MODEL_COLUMN
     }
     groups = metrics.groupby(MODEL_COLUMN, sort=False).indices
     with ModelAppender(
@@ -250,7 +252,7 @@ def import_zoo(
             for i, record, vector in zip(index, records, block, strict=True):
                 meta = {columns[c]: v for c, v in record.items()}
                 if steps[i] is not None:
-                    meta["step"] = steps[i]
+                    meta["step"] = steps[i]  # as an int
                 rows.append((vector, meta))
             appender.add(str(model), rows, arch=name)
     return appender.report
