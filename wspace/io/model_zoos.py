@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wspace.errors import FormatError, SourceNotFoundError, listing
+from wspace.errors import FormatError, SchemaMismatchError, SourceNotFoundError, listing
 from wspace.io._util import (
     ESCAPE,
     ModelAppender,
@@ -207,7 +207,10 @@ def import_zoo(
     src = Path(src)
     trials = _trials(src)
     first = trials[0].checkpoints[0][1]
-    layout = Layout.from_torch(load_state_dict(first), name=arch)
+    try:
+        layout = Layout.from_torch(load_state_dict(first), name=arch)
+    except SchemaMismatchError as exc:
+        raise FormatError(f"{first}: {exc}") from None
     expected = {t.source_name: t.shape for t in layout}
     for trial in trials:
         for _, path in trial.checkpoints:

@@ -50,7 +50,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from wspace.errors import FormatError, SourceNotFoundError, WspaceError, listing
+from wspace.errors import (
+    FormatError,
+    SchemaMismatchError,
+    SourceNotFoundError,
+    WspaceError,
+    listing,
+)
 from wspace.io._util import (
     ModelAppender,
     escape_column,
@@ -127,9 +133,10 @@ def load_state_dict(
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
+        found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n|$)", str(exc))
+        reason = found[1].split(" Please use")[0] if found else str(exc).splitlines()[0]
         raise FormatError(
-            f"{path}: refused by torch.load(weights_only=True), nothing in it was run: "
-            f"{str(exc).splitlines()[0]}"
+            f"{path}: refused by torch.load(weights_only=True), nothing in it was run: {reason}"
         ) from None
     except RuntimeError as exc:
         if mmap and "mmap" in str(exc):
@@ -272,12 +279,18 @@ def _layout(src: Path, files: list[_File], fmt: str, arch: str | None, key: str 
     if data is not None:
         if arch:
             data = {**data, "name": arch}
-        return Layout.from_dict(data)
+        try:
+            return Layout.from_dict(data)
+        except SchemaMismatchError as exc:
+            raise FormatError(f"layout of {first}: {exc}") from None
     import torch
 
     tensors = _read_tensors(first, fmt, key)
     state = {k: v for k, v in tensors.items() if isinstance(v, torch.Tensor)}
-    return Layout.from_torch(state, name=arch or fmt)
+    try:
+        return Layout.from_torch(state, name=arch or fmt)
+    except SchemaMismatchError as exc:
+        raise FormatError(f"{first}: {exc}") from None
 
 
 def _check(path: Path, shapes: Mapping[str, tuple[int, ...]], layout: Layout, first: Path) -> None:
