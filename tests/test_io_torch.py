@@ -91,10 +91,8 @@ def test_round_trip_keeps_arrays_names_order_and_metadata(fmt, tmp_path):
     wspace.create(url, lay)
     with wspace.writer(url) as w:
         for i, (model, step) in enumerate([("b", 3), ("b", 1), ("a", None), ("c/d", 0)]):
-            meta = {"cls": ["x", "y"][i % 2], "seed": i, "accuracy": 0.1 * i, "ok": i % 2 == 0}
-            meta["curve"] = [0.5, 0.25 * i]
-            if step is not None:
-                meta["step"] = step
+            meta = {"cls": ["x", "y"][i % 2], "seed": i} if step is None else {"step": step}
+            meta.update(seed=i, accuracy=0.1 * i, ok=i % 2 == 0, curve=[0.5, 0.25 * i])
             if i == 2:
                 meta["note"] = "only here"
             w.append(small_net(i), model=model, **meta)

@@ -263,7 +263,7 @@ def _files(src: Path, fmt: str) -> list[_File]:
         if "model" in meta:
             model = str(meta.pop("model"))
         if "step" in meta:
-            step = meta.pop("step")
+            step = meta["step"]  # left in place: the column keeps its position
         out.append(_File(path, model, step, meta, row))
     out.sort(key=lambda f: (f.row is None, f.row if f.row is not None else 0))
     return out
