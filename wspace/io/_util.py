@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+import pandas as pd
 from tqdm.auto import tqdm
 
 from wspace.errors import (
@@ -41,6 +42,7 @@ __all__ = [
     "ESCAPE",
     "ModelAppender",
     "escape_column",
+    "first_by_model",
     "model_parts",
     "option_bool",
     "option_int",
@@ -96,13 +98,8 @@ def py_value(value: Any) -> Any:
         value = value.item()
     if isinstance(value, float) and math.isnan(value):
         return None
-    try:
-        import pandas as pd
-
-        if value is pd.NA or value is pd.NaT:
-            return None
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        pass
+    if value is pd.NA or value is pd.NaT:
+        return None
     return value
 
 
@@ -169,6 +166,15 @@ def full_zoo(zoo: Zoo) -> Zoo:
         return zoo.arch(zoo.ds.attrs["arch"])
     except WspaceError:
         return zoo
+
+
+def first_by_model(frame: pd.DataFrame, column: str) -> dict[str, Any]:
+    """The first non-missing value of ``column`` of each model of ``frame`` (one pass)."""
+    if column not in frame:
+        return {}
+    present = frame.loc[[py_value(v) is not None for v in frame[column]], ["model", column]]
+    present = present.drop_duplicates("model")
+    return dict(zip(present["model"].astype(str), present[column], strict=True))
 
 
 # -- writing whole models -----------------------------------------------------------------------

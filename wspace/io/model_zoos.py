@@ -58,6 +58,7 @@ from wspace.io._util import (
     ESCAPE,
     ModelAppender,
     escape_column,
+    first_by_model,
     full_zoo,
     model_parts,
     no_unknown_options,
@@ -295,15 +296,13 @@ def export_zoo(
         files.append(folder / CHECKPOINT_FILE)
         number, line = _result(meta)
         lines.setdefault(model, []).append((float("inf") if number is None else number, step, line))
-    everything = full_zoo(zoo).models if len(zoo) else None
+    # kept lines live on a trial's first row, which a selection may have left out
+    kept = first_by_model(models, "result_extra")
+    if len(zoo) and len(kept) < len(lines):
+        kept = {**first_by_model(full_zoo(zoo).models, "result_extra"), **kept}
     for model, entries in lines.items():
         trial = dst.joinpath(*model_parts(model))
-        extra = None
-        for frame in (models, everything):
-            if extra is None and frame is not None and "result_extra" in frame:
-                values = [py_value(v) for v in frame.loc[frame["model"] == model, "result_extra"]]
-                extra = next((v for v in values if v is not None), None)
-        for number, line in extra or []:
+        for number, line in kept.get(model) or []:
             entries.append((int(number), -1, line))
         entries.sort(key=lambda e: (e[0], e[1]))
         text = "".join(json.dumps(line) + "\n" for _, _, line in entries)

@@ -70,6 +70,7 @@ from wspace.errors import FormatError, SourceNotFoundError, listing
 from wspace.io._util import (
     ModelAppender,
     escape_column,
+    first_by_model,
     full_zoo,
     model_parts,
     no_unknown_options,
@@ -589,20 +590,6 @@ def _snapshot_numbers(models: pd.DataFrame) -> np.ndarray:
     return models.groupby("model").cumcount().to_numpy(dtype=np.int64) + 1
 
 
-def _run_extras(run_rows: pd.DataFrame, everything: pd.DataFrame | None) -> dict[str, Any]:
-    """``error_curve``, ``stat``, ``meta_csv`` of a run: from its rows, or from the whole group."""
-    found: dict[str, Any] = {}
-    for frame in (run_rows, everything):
-        if frame is None:
-            continue
-        for column in RUN_EXTRAS:
-            if column in frame and column not in found:
-                values = [v for v in frame[column] if py_value(v) is not None]
-                if values:
-                    found[column] = values[0]
-    return found
-
-
 def _error_table(run_rows: pd.DataFrame, epochs: int) -> np.ndarray:
     """``error.bin`` of a run made elsewhere: the errors of its snapshot epochs, NaN others."""
     table = np.full((max(epochs, 1), 5), np.nan)
@@ -651,9 +638,12 @@ def export_zoo(
         )
     arch_of: dict[str, NWSArchitecture] = {}
     shapes = [(t.name, t.shape) for t in zoo.layout]
+    fits: dict[NWSArchitecture, bool] = {}
     for model, rows in models.groupby("model", sort=False):
         arch = NWSArchitecture.from_mapping(rows.iloc[0].to_dict(), f"model {model!r}")
-        if [(t.name, t.shape) for t in arch.layout()] != shapes:
+        if arch not in fits:
+            fits[arch] = [(t.name, t.shape) for t in arch.layout()] == shapes
+        if not fits[arch]:
             raise FormatError(
                 f"cannot export model {model!r} of {zoo.url!r} to nws: its architecture fields "
                 f"give layout {arch.name}, not the zoo's layout {zoo.layout.name!r}"
@@ -676,30 +666,35 @@ def export_zoo(
         path = folder / f"{int(number):03d}.bin"
         vector.astype(_BIN).tofile(path)
         files.append(path)
-    everything = full_zoo(zoo).models if len(zoo) else None
+    # the run files come from the first snapshot's row, which a selection may have left out
+    extras = {c: first_by_model(models, c) for c in RUN_EXTRAS}
+    if any(set(extras[c]) != set(arch_of) for c in RUN_EXTRAS):
+        everything = full_zoo(zoo).models
+        extras = {c: {**first_by_model(everything, c), **extras[c]} for c in RUN_EXTRAS}
     tables: dict[str, dict[str, dict[str, str]]] = {}
     headers: dict[str, list[str]] = {}
     for model, run_rows in models.groupby("model", sort=False):
         model = str(model)
         run_dir = dst.joinpath(*model_parts(model))
         first = {k: py_value(v) for k, v in run_rows.iloc[0].to_dict().items()}
-        whole = None if everything is None else everything[everything["model"] == model]
-        extras = _run_extras(run_rows, whole)
-        if "error_curve" in extras:
-            table = np.asarray(extras["error_curve"], dtype=_BIN).reshape(-1, 5)
+        curve, stat, meta_text = (extras[c].get(model) for c in RUN_EXTRAS)
+        if curve is not None:
+            table = np.asarray(curve, dtype=_BIN).reshape(-1, 5)
         else:
             known = first.get("epochs") or (run_rows["step"].max() if "step" in run_rows else 0)
             table = _error_table(run_rows, int(py_value(known) or len(run_rows)))
-        stat = extras.get("stat", [float(len(table)), np.nan, np.nan, np.nan])
+        if stat is None:
+            stat = [float(len(table)), np.nan, np.nan, np.nan]
         table.tofile(run_dir / "error.bin")
         np.asarray(stat, dtype=_BIN).tofile(run_dir / "stat.bin")
-        meta_text = extras.get("meta_csv") or _meta_csv(first)
+        meta_text = meta_text or _meta_csv(first)
         (run_dir / "meta.csv").write_bytes(meta_text.encode("utf-8"))  # newlines as they were
         files += [run_dir / "error.bin", run_dir / "stat.bin", run_dir / "meta.csv"]
         conv, fc = arch_of[model].weight_counts()
         record = {unescape_column(k): v for k, v in first.items() if k not in (*DERIVED, "model")}
-        record.setdefault("weightn_conv", conv)
-        record.setdefault("weightn_fc", fc)
+        for column, count in (("weightn_conv", conv), ("weightn_fc", fc)):
+            if record.get(column) is None:
+                record[column] = count
         record["path"] = "/".join(model_parts(model))
         name = str(first.get("split") or split or "nws")
         columns = headers.setdefault(name, list(CSV_COLUMNS))
