@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import ast
 import json
-import logging
 import math
 import os
 from collections import Counter
@@ -77,7 +76,6 @@ if TYPE_CHECKING:
 
 __all__ = ["LAYOUT_COLUMNS", "export_zoo", "import_zoo", "read_layout"]
 
-log = logging.getLogger(__name__)
 
 LAYOUT_COLUMNS = ("varname", "start_idx", "end_idx", "shape")
 """Columns of ``layout.csv``."""

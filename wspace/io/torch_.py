@@ -39,7 +39,6 @@ Examples
 from __future__ import annotations
 
 import json
-import logging
 import os
 import pickle
 import re
@@ -78,7 +77,6 @@ if TYPE_CHECKING:
 
 __all__ = ["export_zoo", "import_zoo", "load_state_dict", "row_state_dict", "split_name"]
 
-log = logging.getLogger(__name__)
 
 SIDECAR = "metadata.jsonl"
 LAYOUT_FILE = "layout.json"
@@ -272,10 +270,13 @@ def _files(src: Path, fmt: str) -> list[_File]:
 def _layout(src: Path, files: list[_File], fmt: str, arch: str | None, key: str | None) -> Layout:
     first = files[0].path
     data: Any = None
-    if fmt == "state-dict" and (src / LAYOUT_FILE).is_file():
-        data = json.loads((src / LAYOUT_FILE).read_text(encoding="utf-8"))
-    elif fmt == "safetensors" and LAYOUT_KEY in (header := _header(first)):
-        data = json.loads(header[LAYOUT_KEY])
+    try:
+        if fmt == "state-dict" and (src / LAYOUT_FILE).is_file():
+            data = json.loads((src / LAYOUT_FILE).read_text(encoding="utf-8"))
+        elif fmt == "safetensors" and LAYOUT_KEY in (header := _header(first)):
+            data = json.loads(header[LAYOUT_KEY])
+    except ValueError as exc:
+        raise FormatError(f"unreadable layout ({LAYOUT_FILE}, header of {first}): {exc}") from None
     if data is not None:
         if arch:
             data = {**data, "name": arch}
