@@ -8,31 +8,10 @@ A data set is a set of **run folders** listed by **split CSVs** (``nws_main_trai
     <path>/stat.bin               float64 [epochs, iterations, epochs (fraction), seconds]
     <path>/meta.csv               the run's hyper-parameters
 
-What wspace relies on, from the authors' code (github.com/gabrieleilertsen/nws):
-
-* ``model.py`` ``deepnn``: 3 conv blocks of ``filter_size`` kernels (SAME padding, 2x2 max-pool
-  after each, so 32x32 inputs end at 4x4); ``depth_conv`` layers spread over the blocks
-  (``blockc``: ``depth_conv // 3`` each, the remainder added from the last block back, at least
-  one conv per block); block ``c`` has ``width_conv * 2**c`` channels; then ``depth_fc`` dense
-  layers of ``int(width_fc * 2**-c)`` units and ``fc_final`` with 20 outputs. Inputs have 3
-  channels (MNIST is tiled to 3). Every conv and dense layer but ``fc_final`` has a TensorLayer
-  ``BatchNormLayer`` when ``batch_norm``, whose variables are created ``beta, gamma,
-  moving_mean, moving_variance`` (``tensorlayer/layers/normalization.py``).
-* ``model.py`` ``print_all_vars``: the vector is every global variable outside the
-  ``optimizer`` scope, in creation order (``<l>_W, <l>_b[, <l>_bn/beta, gamma, moving_mean,
-  moving_variance]`` per layer); a 4-D kernel ``(kh, kw, in, out)`` is written as the slices
-  ``var[:, :, j, i]`` for each output channel ``i`` then input channel ``j``, a 2-D kernel
-  ``(in, out)`` as columns ``var[:, i]``. Both are exactly the C-order flattening of the torch
-  layout ``(out, in, kh, kw)`` / ``(out, in)``, so wspace stores NWS rows in torch convention
-  (``zoo.tensor("conv11/kernel")`` gives the TensorFlow kernel back). The first dense layer
-  reads the 4x4 feature map in TensorFlow's ``(h, w, c)`` order.
-* ``classifier.py``: snapshot ``k`` (``weights/00k.bin``) is epoch
-  ``round(linspace(1, epochs, 20))[k - 1]`` where ``epochs`` is ``stat.bin[0]``; ``util.py``
-  ``import_weights`` reads ``error.bin`` at that epoch the same way.
-
-Assumption (the released CSVs were not available to check): the optimizer's slot and
-``beta1_power`` variables live in the ``optimizer`` scope and are not in the vector, so a
-snapshot has ``weightn_conv + weightn_fc`` values, as ``util.py`` asserts.
+The layout of a run is rebuilt from its CSV's architecture fields (:mod:`wspace.io.nws_arch`
+says how, from the authors' code); snapshot ``k`` is epoch
+``round(linspace(1, epochs, 20))[k - 1]`` with ``epochs = stat.bin[0]`` (``classifier.py``), and
+``util.py`` ``import_weights`` reads ``error.bin`` at that epoch the same way.
 
 Rows: ``model`` = the run's ``path`` as written in the CSV, ``step`` = the epoch of the
 snapshot, ``snapshot`` = its file number, ``split`` = the CSV's name, every other CSV column,
@@ -40,14 +19,13 @@ snapshot, ``snapshot`` = its file number, ``split`` = the CSV's name, every othe
 ``valid_error``, ``test_error``, ``valid_error_smoothed``). The run's first snapshot row also
 keeps ``error_curve`` (all of ``error.bin``), ``stat`` and ``meta_csv``, so that an export
 writes those files back byte for byte. Each architecture is its own group, named by
-:attr:`NWSArchitecture.name`.
+:attr:`~wspace.io.nws_arch.NWSArchitecture.name`.
 
 Examples
 --------
 >>> from wspace.io.nws import nws_layout
->>> lay = nws_layout(filter_size=5, depth_conv=3, depth_fc=2, width_conv=8, width_fc=128)
->>> lay.name, lay.layers[:3], lay["conv11/weight"].shape
-('nws-f5-c3x8-d2x128-bn1', ('conv11', 'conv11_bn', 'conv21'), (8, 3, 5, 5))
+>>> nws_layout().name                      # the nws_fixed architecture
+'nws-f5-c3x8-d2x128-bn1'
 """
 
 from __future__ import annotations
@@ -56,7 +34,6 @@ import csv
 import io
 import json
 import logging
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -80,6 +57,16 @@ from wspace.io._util import (
     py_value,
     unescape_column,
 )
+from wspace.io.nws_arch import (
+    ARCH_FIELDS,
+    CSV_COLUMNS,
+    META_COLUMNS,
+    SNAPSHOTS,
+    NWSArchitecture,
+    as_int,
+    nws_layout,
+    snapshot_epochs,
+)
 from wspace.layout import Layout
 
 if TYPE_CHECKING:
@@ -99,182 +86,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CSV_COLUMNS = (
-    "dataset",
-    "lrate",
-    "batch_size",
-    "batch_norm",
-    "augmentation",
-    "optimizer",
-    "activation",
-    "initialization",
-    "filter_size",
-    "depth_conv",
-    "depth_fc",
-    "width_conv",
-    "width_fc",
-    "weightn_conv",
-    "weightn_fc",
-    "path",
-)
-"""Columns of a split CSV, in the published order."""
-META_COLUMNS = CSV_COLUMNS[:13]
-"""Columns ``classifier.py`` writes to a run's ``meta.csv``."""
-ARCH_FIELDS = ("filter_size", "depth_conv", "depth_fc", "width_conv", "width_fc", "batch_norm")
 ERROR_COLUMNS = ("iteration", "train_error", "valid_error", "test_error", "valid_error_smoothed")
 RUN_EXTRAS = ("error_curve", "stat", "meta_csv")
 DERIVED = ("split", "step", "snapshot", "epochs", *ERROR_COLUMNS, *RUN_EXTRAS)
 """Metadata columns the importer makes itself (a CSV column of such a name is escaped)."""
-SNAPSHOTS = 20
-BN_PARAMS = ("beta", "gamma", "moving_mean", "moving_variance")
-INPUT_CHANNELS, INPUT_SIZE, OUTPUTS, BLOCKS = 3, 32, 20, 3
 _BIN = np.dtype("<f8")
-
-
-def snapshot_epochs(epochs: int, count: int = SNAPSHOTS) -> list[int]:
-    """Epochs of the snapshots of a run of ``epochs`` epochs: ``round(linspace(1, epochs, 20))``.
-
-    Examples
-    --------
-    >>> snapshot_epochs(39)[:5]
-    [1, 3, 5, 7, 9]
-    """
-    return [int(e) for e in np.round(np.linspace(1, epochs, count))]
-
-
-def _as_int(value: Any, column: str, where: str) -> int:
-    value = py_value(value)
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            value = None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-        raise FormatError(f"{where}: {column}={value!r} is not an integer")
-    return int(value)
-
-
-def _as_bool(value: Any, column: str, where: str) -> bool:
-    value = py_value(value)
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
-        return value.strip().lower() in ("true", "1")
-    raise FormatError(f"{where}: {column}={value!r} is not a boolean")
-
-
-@dataclass(frozen=True, slots=True)
-class NWSArchitecture:
-    """The architecture fields of an NWS run; they determine its layout."""
-
-    filter_size: int
-    """Conv kernel size (3, 5 or 7)."""
-    depth_conv: int
-    """Number of conv layers (spread over 3 blocks)."""
-    depth_fc: int
-    """Number of dense layers before ``fc_final``."""
-    width_conv: int
-    """Channels of the first block (doubled per block)."""
-    width_fc: int
-    """Units of the first dense layer (halved per layer)."""
-    batch_norm: bool = True
-    """Batch normalisation after every layer but ``fc_final``."""
-
-    def __post_init__(self) -> None:
-        for name in ARCH_FIELDS[:-1]:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise FormatError(f"NWS architecture field {name}={value!r} must be an int >= 1")
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], where: str) -> NWSArchitecture:
-        """The architecture of a CSV row or metadata record (``where`` names it in errors)."""
-        missing = [f for f in ARCH_FIELDS if py_value(values.get(f)) is None]
-        if missing:
-            raise FormatError(f"{where}: no value for {listing(missing)}")
-        ints = {f: _as_int(values[f], f, where) for f in ARCH_FIELDS[:-1]}
-        return cls(**ints, batch_norm=_as_bool(values["batch_norm"], "batch_norm", where))
-
-    @property
-    def name(self) -> str:
-        """Architecture-group name, e.g. ``nws-f5-c3x8-d2x128-bn1``."""
-        return (
-            f"nws-f{self.filter_size}-c{self.depth_conv}x{self.width_conv}-"
-            f"d{self.depth_fc}x{self.width_fc}-bn{int(self.batch_norm)}"
-        )
-
-    def conv_blocks(self) -> list[int]:
-        """Conv layers per block, as ``model.deepnn`` builds them."""
-        blockc = [self.depth_conv // BLOCKS] * BLOCKS
-        for c in range(BLOCKS - 1, 0, -1):
-            if sum(blockc) < self.depth_conv:
-                blockc[c] += 1
-        return [1 + max(0, b - 1) for b in blockc]
-
-    def tensors(self) -> list[tuple[str, tuple[int, ...], str, bool]]:
-        """``(wspace name, torch shape, TensorFlow variable, is conv part)`` in file order."""
-        out: list[tuple[str, tuple[int, ...], str, bool]] = []
-        k = self.filter_size
-
-        def layer(name: str, weight: tuple[int, ...], width: int, bn: bool, conv: bool) -> None:
-            out.append((f"{name}/weight", weight, f"model/{name}_W:0", conv))
-            out.append((f"{name}/bias", (width,), f"model/{name}_b:0", conv))
-            if bn:
-                for p in BN_PARAMS:
-                    out.append((f"{name}_bn/{p}", (width,), f"model/{name}_bn/{p}:0", conv))
-
-        channels, size = INPUT_CHANNELS, INPUT_SIZE
-        for c, n in enumerate(self.conv_blocks()):
-            width = self.width_conv * 2**c
-            for b in range(n):
-                layer(f"conv{c + 1}{b + 1}", (width, channels, k, k), width, self.batch_norm, True)
-                channels = width
-            size = math.ceil(size / 2)  # max-pool 2x2, stride 2, SAME
-        features = size * size * channels
-        for c in range(self.depth_fc):
-            width = int(self.width_fc * 2.0**-c)
-            if width < 1:
-                raise FormatError(f"NWS architecture {self.name}: dense layer {c + 1} has no units")
-            layer(f"fc{c + 1}", (width, features), width, self.batch_norm, False)
-            features = width
-        layer("fc_final", (OUTPUTS, features), OUTPUTS, False, False)
-        return out
-
-    def layout(self) -> Layout:
-        """The torch-convention layout of a snapshot vector."""
-        tensors = [
-            {"name": n, "shape": list(s), "source_name": src} for n, s, src, _ in self.tensors()
-        ]
-        return Layout.from_dict({"name": self.name, "tensors": tensors})
-
-    def weight_counts(self) -> tuple[int, int]:
-        """``(weightn_conv, weightn_fc)``: values of the conv and dense parts."""
-        conv = sum(math.prod(s) for _, s, _, is_conv in self.tensors() if is_conv)
-        total = sum(math.prod(s) for _, s, _, _ in self.tensors())
-        return conv, total - conv
-
-
-def nws_layout(
-    filter_size: int = 5,
-    depth_conv: int = 3,
-    depth_fc: int = 2,
-    width_conv: int = 8,
-    width_fc: int = 128,
-    batch_norm: bool = True,
-) -> Layout:
-    """The layout of an NWS network (defaults: the ``nws_fixed`` architecture).
-
-    Examples
-    --------
-    >>> lay = nws_layout(filter_size=3, depth_conv=3, depth_fc=2, width_conv=4, width_fc=64)
-    >>> lay.size, lay["fc1/weight"].shape, lay["fc_final/weight"].shape
-    (21260, (64, 256), (20, 32))
-    """
-    return NWSArchitecture(
-        filter_size, depth_conv, depth_fc, width_conv, width_fc, batch_norm
-    ).layout()
 
 
 # -- import --------------------------------------------------------------------------------------
@@ -384,7 +200,7 @@ def _scan_run(
     layout = arch_cache[arch]
     counts = {c: py_value(frame_row[c]) for c in ("weightn_conv", "weightn_fc")}
     if all(v is not None for v in counts.values()):
-        total = sum(_as_int(v, c, where) for c, v in counts.items())
+        total = sum(as_int(v, c, where) for c, v in counts.items())
         if total != layout.size:
             raise FormatError(
                 f"{where}: weightn_conv + weightn_fc = {total}, but architecture {arch.name} "
