@@ -18,11 +18,13 @@ __all__ = [
     "DTypeError",
     "DataSetNotFoundError",
     "DuplicateModelError",
+    "FormatError",
     "LayerNotFoundError",
     "ModelNotFoundError",
     "NonFiniteWeightsError",
     "ReadOnlyStoreError",
     "SchemaMismatchError",
+    "SourceNotFoundError",
     "StoreExistsError",
     "StoreNotFoundError",
     "TensorNotFoundError",
@@ -54,6 +56,15 @@ class StoreExistsError(WspaceError, FileExistsError):
 
 class DataSetNotFoundError(WspaceError, FileNotFoundError):
     """A training data set is not where it was said to be, or lacks the expected layout."""
+
+
+class SourceNotFoundError(WspaceError, FileNotFoundError):
+    """A file or folder that a source to import names (a run, a checkpoint) does not exist."""
+
+
+class FormatError(WspaceError, ValueError):
+    """A source to import breaks its published format: a file of the wrong length, missing
+    columns, inconsistent files, or content that cannot be read safely."""
 
 
 class ReadOnlyStoreError(WspaceError, PermissionError):
