@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import wspace
-from wspace.errors import FormatError, SourceNotFoundError
+from wspace.errors import FormatError, SourceNotFoundError, UnsafePickleError
 from wspace.io import export_zoo, import_zoo
 from wspace.testing import assert_rows_equal
 
@@ -209,7 +209,7 @@ def test_unsafe_checkpoint_and_missing_state_dict(copies, tmp_path):
     src, url, before = copies
     marker = tmp_path / "ran"
     torch.save({"x": _Evil(marker)}, src / "new_trial/checkpoint_000004/checkpoints")
-    with pytest.raises(FormatError, match=r"checkpoint_000004/checkpoints: refused"):
+    with pytest.raises(UnsafePickleError, match=r"checkpoint_000004/checkpoints: refused"):
         import_zoo("model-zoos", src, url, progress=False)
     assert not marker.exists()
     (src / "new_trial/checkpoint_000004/checkpoints").unlink()

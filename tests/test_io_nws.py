@@ -407,9 +407,9 @@ def test_a_failing_run_is_never_partly_committed(source):
     train = source / "nws_main_train.csv"
     with pytest.raises(NonFiniteWeightsError, match="runs/0002"):
         import_zoo("nws", train, url, progress=False)
-    # the complete run before it is committed, nothing of runs/0002
+    # the complete run before it is committed, nothing of runs/0002 (not even its group)
     assert set(wspace.open(url, arch=TINY.name).models["model"]) == {"runs/0001"}
-    assert len(wspace.open(url, arch=OTHER.name)) == 0
+    assert OTHER.name not in wspace.store.open_store(url).archs
     report = import_zoo("nws", train, url, progress=False, allow_nonfinite="true")
     assert report.skipped == ["runs/0001"] and report.models == ["runs/0002", "runs/0003"]
     assert np.isnan(wspace.open(url, arch=OTHER.name).values[-1, 3])

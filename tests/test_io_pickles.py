@@ -382,6 +382,23 @@ def test_export_refuses_snapshots_and_other_layouts(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_a_bad_pickle_in_a_folder_keeps_the_models_of_the_pickles_before_it(tmp_path):
+    url = tiny_zoo(str(tmp_path / "z.zarr"), 3)
+    folder = tmp_path / "a"
+    [good] = export_zoo(wspace.open(url), folder, "modelwise-pickle", progress=False)
+    data = trusted_load(good)
+    for item in data:
+        item["model"] = "late_" + item["model"]
+    data[2]["parameters_flat"] = data[2]["parameters_flat"] + 1  # the last model is broken
+    bad = folder / "lenet5_onevall_wghts_bymodel_99991231_235959.pkl"  # after `good` by name
+    bad.write_bytes(pickle.dumps(data))
+    back = str(tmp_path / "b.zarr")
+    with pytest.raises(SchemaMismatchError, match=f"{re.escape(str(bad))}.*'late_church_2'"):
+        import_zoo("modelwise-pickle", folder, back, convention="torch", progress=False)
+    assert wspace.open(back).models["model"].tolist() == ["church_0", "tench_1", "church_2"]
+    assert_rows_equal(wspace.open(back).values, wspace.open(url).values)
+
+
 def test_reimport_skips_committed_models(tmp_path):
     url = tiny_zoo(str(tmp_path / "z.zarr"), 3)
     [path] = export_zoo(wspace.open(url), tmp_path / "a", "modelwise-pickle", progress=False)

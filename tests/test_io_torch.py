@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 import wspace
 from wspace.cli import app
-from wspace.errors import FormatError, SourceNotFoundError
+from wspace.errors import FormatError, SourceNotFoundError, UnsafePickleError
 from wspace.io import export_zoo, import_zoo
 from wspace.io.torch_ import load_state_dict
 from wspace.testing import assert_rows_equal
@@ -201,7 +201,7 @@ def test_unsafe_file_is_refused_and_nothing_runs(state_dicts, tmp_path):
     import_zoo("state-dict", src / "sub", url, progress=False)
     before = log_state(url)
     with pytest.raises(
-        FormatError, match=r"zz_evil\.pt: refused .*GLOBAL io\.open was not an allowed"
+        UnsafePickleError, match=r"zz_evil\.pt: refused .*GLOBAL io\.open was not an allowed"
     ):
         import_zoo("state-dict", src, url, progress=False)
     assert not marker.exists()

@@ -115,8 +115,11 @@ class CommitConflictError(WspaceError, RuntimeError):
     """A commit could not be published because of concurrent commits."""
 
 
-class UnsafePickleError(WspaceError, pickle.UnpicklingError):
-    """A pickle asked for a global outside the few types its format allows; nothing was run."""
+class UnsafePickleError(FormatError, pickle.UnpicklingError):
+    """A pickle (or a torch file, refused by ``torch.load(weights_only=True)``) asked for a
+    global outside the few types its format allows; nothing was run. It is a
+    :class:`FormatError` (content that cannot be read safely) and a
+    ``pickle.UnpicklingError``."""
 
 
 def listing(values: object, limit: int = 20) -> str:

@@ -1,42 +1,50 @@
-"""Machinery shared by the format modules of :mod:`wspace.io`.
+"""What the format modules of :mod:`wspace.io` share: importing, exporting, options, names.
 
-Importers use an :class:`ImportSession`: it knows which models the store already holds (so a
-re-run skips them), creates the store or the architecture group on the first row it appends
-(so an import that fails on its first file leaves no empty store behind), appends through one
-:class:`~wspace.Writer` (commits every ``commit_every`` rows), and fills the
-:class:`~wspace.io.ImportReport`. On an exception the rows not yet committed are discarded.
-Exporters use :func:`atomic_file` so that a file appears complete or not at all, and
-:func:`timestamp` for the time-stamped file names of the published formats. Options come from
-the command line as strings: :func:`option_bool` and :func:`option_int` read them;
-:func:`one_row_per_model` refuses zoos with snapshots for formats that have one entry per model.
+Every importer writes through an :class:`ImportSession`: it skips models the store already
+holds, checks all rows of a model before appending any, creates the store (or the architecture
+group) on the first model it appends (an existing group with the same tensors is reused
+whatever its name), and commits only between models, once ``commit_rows`` rows are pending.
+Exporters write one file per row with :func:`write_rows` (each file appears complete or not at
+all, see :func:`atomic_file`). Options come from the command line as strings:
+:func:`option_bool` and :func:`option_int` read them, and an option a format does not know is
+refused (:func:`no_unknown_options`). Model names become file paths only through
+:func:`model_path`, which never leaves the destination folder.
 
 Examples
 --------
 >>> import numpy as np, wspace
 >>> from wspace.architectures import lenet5_layout
->>> with ImportSession("memory://doc-common") as session:
-...     session.append(np.zeros(91481, "float32"), layout=lenet5_layout(), model="a_1",
-...                    source="a.bin", cls="a")
->>> session.report.models, ImportSession("memory://doc-common").is_committed("a_1")
+>>> with ImportSession("memory://doc-common", fmt="doc") as session:
+...     session.add("a_1", [(np.zeros(91481, "float32"), {"cls": "a"})],
+...                 layout=lenet5_layout(), source="a.bin")
+>>> session.report.models, ImportSession("memory://doc-common", fmt="doc").is_committed("a_1")
 (['a_1'], True)
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from wspace.errors import (
+    DTypeError,
+    DuplicateModelError,
+    FormatError,
+    NonFiniteWeightsError,
     SchemaMismatchError,
+    SourceNotFoundError,
     StoreExistsError,
     StoreNotFoundError,
     WspaceError,
@@ -44,33 +52,49 @@ from wspace.errors import (
 )
 from wspace.io import ImportReport
 from wspace.layout import Layout
-from wspace.store.backend import StoreLike
+from wspace.store.columns import RESERVED, kind_of
 from wspace.store.create import add_arch, create
-from wspace.store.log import RowKey
 from wspace.store.reader import open_store
 from wspace.store.writer import Writer
 
 if TYPE_CHECKING:
+    from wspace.store.backend import StoreLike
     from wspace.zoo import Zoo
 
 __all__ = [
+    "ESCAPE",
     "ImportSession",
     "atomic_file",
-    "committed_keys",
-    "ensure_arch",
+    "escape_column",
+    "expect_format",
+    "export_batch_rows",
+    "first_by_model",
+    "full_zoo",
+    "model_parts",
+    "model_path",
+    "no_unknown_options",
     "one_row_per_model",
     "option_bool",
     "option_int",
+    "pop_option",
     "progress_bar",
+    "py_value",
+    "refuse_repeats",
+    "source_files",
     "timestamp",
+    "unescape_column",
+    "write_atomic",
+    "write_rows",
 ]
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+ESCAPE = "col:"
+"""Prefix of a source column whose own name cannot be a metadata column (:func:`escape_column`)."""
 
 
+# -- options (the CLI passes every -O value as a string) ------------------------------------------
 def option_bool(value: Any, name: str) -> bool:
     """A boolean option given as a bool or as a command-line string (``true``/``false``).
 
@@ -79,12 +103,12 @@ def option_bool(value: Any, name: str) -> bool:
     >>> option_bool("yes", "overwrite"), option_bool(False, "overwrite")
     (True, False)
     """
-    if isinstance(value, bool):
-        return value
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
     text = str(value).strip().lower()
-    if text in _TRUE:
+    if text in ("1", "true", "yes", "on"):
         return True
-    if text in _FALSE:
+    if text in ("0", "false", "no", "off"):
         return False
     raise WspaceError(f"option {name}={value!r}: expected true or false")
 
@@ -94,7 +118,7 @@ def option_int(value: Any, name: str, *, minimum: int = 1) -> int:
 
     Examples
     --------
-    >>> option_int("64", "batch_size")
+    >>> option_int("64", "batch_rows")
     64
     """
     try:
@@ -106,13 +130,133 @@ def option_int(value: Any, name: str, *, minimum: int = 1) -> int:
     return number
 
 
+def pop_option(options: dict[str, Any], *names: str, default: Any = None) -> tuple[str, Any]:
+    """``(name, value)`` of the option given under one of ``names`` (aliases), removed from
+    ``options``; ``(names[0], default)`` when none is given."""
+    given = [n for n in names if n in options]
+    if len(given) > 1:
+        raise WspaceError(f"options {listing(given)} are the same option; give one")
+    return (given[0], options.pop(given[0])) if given else (names[0], default)
+
+
+def no_unknown_options(options: Mapping[str, Any], fmt: str) -> None:
+    """Refuse options a format does not know (a typo must not pass silently)."""
+    if options:
+        raise WspaceError(f"format {fmt!r} has no option(s) {listing(options)}")
+
+
+def export_batch_rows(fmt: str, options: Mapping[str, Any], default: int = 256) -> int:
+    """The export option ``batch_rows`` (alias ``batch_size``: rows read from the store at
+    once); any other option left in ``options`` is refused."""
+    rest = dict(options)
+    name, value = pop_option(rest, "batch_rows", "batch_size", default=default)
+    no_unknown_options(rest, fmt)
+    return option_int(value, name)
+
+
+def expect_format(fmt: str, *names: str) -> None:
+    """Refuse a format name that the calling module does not implement."""
+    if fmt not in names:
+        raise WspaceError(f"this module handles format(s) {listing(names)}, not {fmt!r}")
+
+
+# -- values and names ----------------------------------------------------------------------------
+def py_value(value: Any) -> Any:
+    """A metadata value as plain Python: numpy scalars unwrapped, NaN/NA/None as ``None``."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def escape_column(name: str, claimed: Collection[str] = ()) -> str:
+    """The metadata column for a source column ``name``.
+
+    Names are kept as they are (``"config.w_init"``, ``"test/accuracy"``) except those the
+    Writer refuses or the importer uses itself — empty names, reserved names, ``"model"``, the
+    ``claimed`` names — and names that already start with :data:`ESCAPE`; these get the prefix
+    ``"col:"``. :func:`unescape_column` reverses it.
+
+    Examples
+    --------
+    >>> escape_column("test/accuracy"), escape_column("index"), escape_column("col:x")
+    ('test/accuracy', 'col:index', 'col:col:x')
+    >>> unescape_column(escape_column("col:x"))
+    'col:x'
+    """
+    if not name or name in RESERVED or name == "model" or name in claimed:
+        return ESCAPE + name
+    return ESCAPE + name if name.startswith(ESCAPE) else name
+
+
+def unescape_column(name: str) -> str:
+    """Inverse of :func:`escape_column`."""
+    return name[len(ESCAPE) :] if name.startswith(ESCAPE) else name
+
+
+def model_parts(model: str) -> tuple[str, ...]:
+    """The path components of a model name used as a relative file path.
+
+    A leading ``/`` is dropped; ``..``, ``.`` and empty components are refused, so an export
+    never writes outside its destination folder.
+
+    Examples
+    --------
+    >>> model_parts("/tmp/mnist/7")
+    ('tmp', 'mnist', '7')
+    """
+    parts = tuple(p for p in PurePosixPath(model.replace("\\", "/")).parts if p != "/")
+    if not parts or any(p in ("..", ".") for p in parts):
+        raise FormatError(f"model name {model!r} cannot be used as a relative file path")
+    return parts
+
+
+def model_path(dst: Path, model: str, suffix: str = "") -> Path:
+    """``dst / model`` (components of :func:`model_parts`), with ``suffix`` added to the name."""
+    parts = model_parts(model)
+    return dst.joinpath(*parts[:-1], parts[-1] + suffix)
+
+
+def refuse_repeats(models: Iterable[str], where: str) -> None:
+    """Refuse a source that names a model twice (before anything of it is written)."""
+    names = pd.Series(list(models), dtype=object)
+    dup = names[names.duplicated()].unique()
+    if len(dup):
+        raise SchemaMismatchError(f"{where}: model(s) {listing(sorted(dup))} appear twice")
+
+
+# -- sources and progress ------------------------------------------------------------------------
+def source_files(
+    src: Path, patterns: str | Sequence[str], *, what: str, recursive: bool = False
+) -> list[Path]:
+    """``[src]`` for a file; else the files of folder ``src`` matching ``patterns`` (globs),
+    sorted by relative path. Nothing found raises :class:`~wspace.errors.SourceNotFoundError`."""
+    if src.is_file():
+        return [src]
+    if not src.is_dir():
+        raise SourceNotFoundError(f"no file or folder {str(src)!r} to import {what} from")
+    found = {
+        p
+        for pattern in ([patterns] if isinstance(patterns, str) else patterns)
+        for p in (src.rglob(pattern) if recursive else src.glob(pattern))
+        if p.is_file()
+    }
+    if not found:
+        raise SourceNotFoundError(f"no {what} under {str(src)!r}")
+    return sorted(found, key=lambda p: p.relative_to(src).as_posix())
+
+
 def progress_bar(
-    items: Iterable[T], *, enabled: bool, desc: str, total: int | None = None, unit: str = "file"
+    items: Iterable[T], *, enabled: bool, desc: str, total: int | None = None, unit: str = "model"
 ) -> Iterator[T]:
     """``items`` with a tqdm progress bar on stderr when ``enabled``."""
     return iter(tqdm(items, desc=desc, total=total, unit=unit, disable=not enabled, leave=False))
 
 
+# -- exporting -----------------------------------------------------------------------------------
 def timestamp() -> str:
     """Local time as ``YYYYmmdd_HHMMSS``, for the time-stamped file names of FORMATS.md §1.
 
@@ -152,6 +296,47 @@ def atomic_file(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iter
         tmp.unlink(missing_ok=True)
 
 
+def write_atomic(path: Path, data: str | bytes) -> Path:
+    """Write ``data`` (text as UTF-8, newlines as given) to ``path`` via :func:`atomic_file`."""
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return path
+
+
+def write_rows(
+    zoo: Zoo,
+    paths: Sequence[Path],
+    write: Callable[[Path, int, dict[str, Any], np.ndarray], None],
+    *,
+    batch_rows: int,
+    progress: bool,
+    desc: str,
+    overwrite: bool = True,
+) -> list[Path]:
+    """Write row ``i`` of ``zoo`` to ``paths[i]`` with ``write(tmp, i, metadata, vector)``.
+
+    Rows are read ``batch_rows`` at a time; each file is written to a temporary path and
+    moved into place (:func:`atomic_file`). Two rows for one path are refused before anything
+    is written. Returns ``paths``.
+    """
+    first: dict[Path, int] = {}
+    for i, path in enumerate(paths):
+        j = first.setdefault(path, i)
+        if j != i:
+            names = zoo.models["model"]
+            raise FormatError(
+                f"store {zoo.url!r}: rows {j} and {i} (models {names.iloc[j]!r} and "
+                f"{names.iloc[i]!r}) would both be written to {str(path)!r}"
+            )
+    rows = progress_bar(
+        zoo.rows(batch_rows), enabled=progress, desc=desc, total=len(zoo), unit="row"
+    )
+    for i, (path, (meta, vector)) in enumerate(zip(paths, rows, strict=True)):
+        with atomic_file(path, overwrite=overwrite) as tmp:
+            write(tmp, i, meta, vector)
+    return list(paths)
+
+
 def one_row_per_model(zoo: Zoo, fmt: str) -> None:
     """Refuse a zoo with several rows (snapshots) of a model: ``fmt`` has one entry per model."""
     names = zoo.models["model"]
@@ -163,47 +348,47 @@ def one_row_per_model(zoo: Zoo, fmt: str) -> None:
         )
 
 
-def committed_keys(
-    url: StoreLike, *, storage_options: Mapping[str, Any] | None = None
-) -> set[RowKey]:
-    """The ``(model, step)`` keys committed in the store at ``url`` (empty when none exists)."""
+def full_zoo(zoo: Zoo) -> Zoo:
+    """All rows of ``zoo``'s architecture group (the zoo itself when it has no store)."""
     try:
-        handle = open_store(url, storage_options=storage_options)
-    except StoreNotFoundError:
-        return set()
-    return {key for arch in handle.state.archs.values() for key in arch.keys}
+        return zoo.arch(zoo.ds.attrs["arch"])
+    except WspaceError:
+        return zoo
 
 
-def ensure_arch(
-    url: StoreLike, layout: Layout, *, storage_options: Mapping[str, Any] | None = None
-) -> None:
-    """Create the store with ``layout``, or add ``layout`` as an architecture group to it.
+def first_by_model(frame: pd.DataFrame, column: str) -> dict[str, Any]:
+    """The first non-missing value of ``column`` of each model of ``frame`` (one pass)."""
+    if column not in frame:
+        return {}
+    present = frame.loc[[py_value(v) is not None for v in frame[column]], ["model", column]]
+    present = present.drop_duplicates("model")
+    return dict(zip(present["model"].astype(str), present[column], strict=True))
 
-    Nothing happens when the store already has the same layout under ``layout.name``; a
-    different layout under that name raises :class:`~wspace.SchemaMismatchError`.
-    """
-    try:
-        create(url, layout, storage_options=storage_options)
-    except StoreExistsError:
-        add_arch(url, layout, storage_options=storage_options)
+
+# -- importing -----------------------------------------------------------------------------------
+Row = tuple[Any, Mapping[str, Any]]
+"""One row to import: weights (flat vector or ``{name: tensor}``) and its metadata."""
 
 
 class ImportSession:
-    """One import into the store at ``url``: skip what is there, append, commit, report.
+    """One import into the store at ``url``: whole models appended, committed in groups.
 
     Parameters
     ----------
-    url
-        The store; created on the first :meth:`append` when it does not exist.
-    storage_options
-        fsspec options for the store.
-    commit_every
-        Commit after this many rows (default: the store's setting).
-    allow_nonfinite
-        Accept NaN and infinite weights.
+    url, storage_options
+        The store; created when the first model is appended.
+    fmt
+        The format name (for error messages).
+    options
+        The importer options left over by the format: ``commit_rows`` (alias
+        ``commit_every``), ``allow_nonfinite``, ``codec``; any other is refused.
+    commit_rows, allow_nonfinite
+        The format's defaults (``commit_rows=None``: the store's ``commit_every``, 256).
 
-    Use it as a context manager: a clean exit commits, an exception discards every row not yet
-    committed (they never become visible).
+    Use it as a context manager. A clean exit commits. When an exception escapes, the complete
+    models pending are committed and nothing of the failing model is (if the failure came
+    while a model's rows were being appended, which only the store can cause, everything not
+    yet committed is discarded).
     """
 
     def __init__(
@@ -211,16 +396,181 @@ class ImportSession:
         url: StoreLike,
         *,
         storage_options: Mapping[str, Any] | None = None,
-        commit_every: int | None = None,
+        fmt: str,
+        options: Mapping[str, Any] | None = None,
+        commit_rows: int | None = None,
         allow_nonfinite: bool = False,
     ) -> None:
+        rest = dict(options or {})
+        name, value = pop_option(rest, "commit_rows", "commit_every", default=commit_rows)
+        self.commit_rows = None if value is None else option_int(value, name)
+        allowed = rest.pop("allow_nonfinite", allow_nonfinite)
+        self.allow_nonfinite = option_bool(allowed, "allow_nonfinite")
+        codec = rest.pop("codec", None)
+        self.create_options = {} if codec is None else {"codec": str(codec)}
+        no_unknown_options(rest, fmt)
         self.url = url
         self.storage_options = storage_options
-        self.commit_every = commit_every
-        self.allow_nonfinite = allow_nonfinite
         self.report = ImportReport(url=str(url))
-        self._committed = committed_keys(url, storage_options=storage_options)
+        try:
+            state = open_store(url, storage_options=storage_options).state
+            self._before = {m for arch in state.archs.values() for m, _ in arch.keys}
+        except StoreNotFoundError:
+            self._before = set()
         self._writer: Writer | None = None
+        self._groups: list[tuple[Layout, str]] = []
+        self._pending: list[tuple[str, int]] = []
+        self._seen: set[str] = set()
+        self._partial = False
+
+    def is_committed(self, model: str) -> bool:
+        """Whether rows of ``model`` were in the store when the session started."""
+        return model in self._before
+
+    def todo(
+        self,
+        items: Iterable[T],
+        *,
+        key: Callable[[T], str],
+        progress: bool,
+        desc: str,
+        total: int | None = None,
+        unit: str = "model",
+    ) -> Iterator[T]:
+        """The ``items`` whose model (``key(item)``) is not in the store, with a progress bar;
+        the others are recorded in ``report.skipped``."""
+        for item in progress_bar(items, enabled=progress, desc=desc, total=total, unit=unit):
+            model = key(item)
+            if model in self._before:
+                self.report.skipped.append(model)
+            else:
+                yield item
+
+    def add(
+        self,
+        model: str,
+        rows: Sequence[Row],
+        *,
+        layout: Layout,
+        source: str | Sequence[str] | None = None,
+    ) -> None:
+        """Append all ``rows`` of ``model`` to the group of ``layout`` (created when missing).
+
+        Every row is checked first (shape, dtype, finiteness, metadata types, integer
+        ``step``); a problem raises before any row of the model is appended, prefixed with
+        ``source`` (the source file, or one per row).
+        """
+        where = [source] * len(rows) if source is None or isinstance(source, str) else source
+        at = where[0] if where else None
+        try:
+            if model in self._seen:
+                raise DuplicateModelError(f"model {model!r} appears twice in the source")
+            checked = []
+            for i, (weights, meta) in enumerate(rows):
+                at = where[i]
+                checked.append((self._vector(weights, layout, model), self._metadata(meta, model)))
+            at = where[0] if where else None
+            arch, writer = self._group(layout)
+            self._seen.add(model)
+            self._partial = True
+            for vector, meta in checked:
+                writer.append(vector, model=model, arch=arch, **meta)
+            self._partial = False
+        except WspaceError as exc:
+            raise exc if at is None else type(exc)(f"{at}: {exc}") from None
+        self._pending.append((model, len(checked)))
+        if writer.uncommitted >= (self.commit_rows or writer.config.commit_every):
+            self.commit()
+
+    def _group(self, layout: Layout) -> tuple[str, Writer]:
+        """The architecture group for ``layout`` (created when the store has none with its
+        tensors), and the writer (opened once the store exists)."""
+        name = next((n for lay, n in self._groups if lay.tensors == layout.tensors), None)
+        if name is None:
+            try:
+                archs = open_store(self.url, storage_options=self.storage_options).state.archs
+            except StoreNotFoundError:
+                archs = None
+            same = (n for n, a in (archs or {}).items() if a.layout.tensors == layout.tensors)
+            name = next(same, None)
+            if name is None:
+                self._add_group(layout, store_exists=archs is not None)
+                name = layout.name
+            self._groups.append((layout, name))
+        if self._writer is None:
+            self._writer = Writer(
+                self.url,
+                storage_options=self.storage_options,
+                commit_every=2**62,  # never by itself: commits fall between models
+                allow_nonfinite=self.allow_nonfinite,
+            )
+        self._writer.layouts.setdefault(name, layout)  # a group added after it was opened
+        if name not in self.report.archs:
+            self.report.archs.append(name)
+        return name, self._writer
+
+    def _add_group(self, layout: Layout, *, store_exists: bool) -> None:
+        if not store_exists:
+            try:
+                create(
+                    self.url, layout, storage_options=self.storage_options, **self.create_options
+                )
+                return
+            except StoreExistsError:  # created meanwhile by another process
+                pass
+        add_arch(self.url, layout, storage_options=self.storage_options)
+
+    def _vector(self, weights: Any, layout: Layout, model: str) -> np.ndarray:
+        where = f"store {str(self.url)!r}, model {model!r}"
+        if isinstance(weights, Mapping):
+            try:
+                vector = layout.flatten(weights)
+            except (SchemaMismatchError, DTypeError) as exc:
+                raise type(exc)(f"{where}: {exc}") from None
+        else:
+            array = np.asarray(weights)
+            if array.dtype.kind != "f":
+                raise DTypeError(f"{where}: weights must be floating point, got {array.dtype}")
+            if array.shape != (layout.size,):
+                raise SchemaMismatchError(
+                    f"{where}: architecture {layout.name!r} has {layout.size} values; got "
+                    f"shape {array.shape}"
+                )
+            vector = array.astype(np.float32, copy=False)
+        if not self.allow_nonfinite and not np.isfinite(vector).all():
+            bad = ~np.isfinite(vector)
+            tensors = [t.name for t in layout if bad[t.offset : t.stop].any()]
+            raise NonFiniteWeightsError(
+                f"{where}: {int(bad.sum())} non-finite weight(s) in {listing(tensors)}; "
+                "pass -O allow_nonfinite=true to store them"
+            )
+        return vector
+
+    def _metadata(self, meta: Mapping[str, Any], model: str) -> dict[str, Any]:
+        out = {}
+        for key, value in meta.items():
+            value = py_value(value)
+            if value is None:
+                continue
+            if key == "step" and (isinstance(value, bool) or not isinstance(value, int)):
+                raise SchemaMismatchError(
+                    f"model {model!r}: step must be an integer, got {value!r}"
+                )
+            if not key or key in RESERVED or key == "model":
+                raise SchemaMismatchError(f"model {model!r}: {key!r} cannot be a metadata column")
+            kind_of(value, column=key, model=model)
+            out[key] = value
+        return out
+
+    def commit(self) -> None:
+        """Commit the pending complete models."""
+        pending, self._pending = self._pending, []
+        if self._writer is None or not pending:
+            return
+        self._writer.commit()
+        for model, n in pending:
+            self.report.models.append(model)
+            self.report.rows += n
 
     def __enter__(self) -> ImportSession:
         return self
@@ -234,47 +584,15 @@ class ImportSession:
         if self._writer is None:
             return
         if exc_type is None:
+            self.commit()
             self._writer.close()
+            return
+        if self._partial:  # the writer cannot drop a part of what it holds
+            self._pending = []
         else:
-            self._writer.discard()
-            self._writer.closed = True
-
-    def is_committed(self, model: str, step: int | None = None) -> bool:
-        """Whether row ``(model, step)`` was in the store when the session started."""
-        return (model, step) in self._committed
-
-    def skip(self, model: str) -> None:
-        """Record ``model`` as already there (left as it is)."""
-        self.report.skipped.append(model)
-
-    def append(
-        self, weights: Any, *, layout: Layout, model: str, source: str, **metadata: Any
-    ) -> None:
-        """Append one row of architecture ``layout.name`` (created on first use).
-
-        ``source`` (the file the row came from) prefixes the message of any error.
-        """
-        try:
-            writer = self._writer_for(layout)
-            writer.append(weights, model=model, arch=layout.name, **metadata)
-        except WspaceError as exc:
-            raise type(exc)(f"{source}: {exc}") from exc
-        self.report.rows += 1
-        self.report.models.append(model)
-        if layout.name not in self.report.archs:
-            self.report.archs.append(layout.name)
-
-    def _writer_for(self, layout: Layout) -> Writer:
-        if self._writer is not None and layout.name in self._writer.layouts:
-            return self._writer
-        ensure_arch(self.url, layout, storage_options=self.storage_options)
-        if self._writer is None:
-            self._writer = Writer(
-                self.url,
-                storage_options=self.storage_options,
-                commit_every=self.commit_every,
-                allow_nonfinite=self.allow_nonfinite,
-            )
-        # the group was just added (or already there with this very layout)
-        self._writer.layouts.setdefault(layout.name, layout)
-        return self._writer
+            try:
+                self.commit()
+            except Exception:
+                log.exception("could not commit the complete models before the error")
+        self._writer.discard()
+        self._writer.closed = True

@@ -15,7 +15,7 @@ reads: ``np.load`` of ``weights.npy``, ``pd.read_csv(..., compression="gzip")``,
 Rows: ``model`` = ``modeldir``, ``step`` = ``step``, every other column of the metrics file as a
 metadata column of the same name (the Writer accepts ``config.w_init`` or ``test/accuracy``
 as they are; an empty name, a reserved one or ``model`` gets the prefix ``col:``, see
-:func:`wspace.io._util.escape_column`). The layout keeps the Keras convention and the
+:func:`wspace.io._common.escape_column`). The layout keeps the Keras convention and the
 TensorFlow names: ``varname`` ``sequential/conv2d/kernel:0`` is tensor
 ``sequential/conv2d/kernel`` (its ``source_name`` is the varname), so
 ``zoo.tensor("sequential/conv2d/weight")`` is the torch view. ``weights.npy`` is memory-mapped
@@ -57,15 +57,16 @@ import numpy as np
 import pandas as pd
 
 from wspace.errors import FormatError, SchemaMismatchError, SourceNotFoundError, listing
-from wspace.io._util import (
-    ModelAppender,
+from wspace.io._common import (
+    ImportSession,
+    atomic_file,
     escape_column,
-    no_unknown_options,
+    export_batch_rows,
     option_bool,
-    option_int,
     progress_bar,
     py_value,
     unescape_column,
+    write_atomic,
 )
 from wspace.layout import Layout
 
@@ -153,9 +154,6 @@ def import_zoo(
     progress: bool = True,
     format: str = "cnn-zoo",
     arch: str = "cnn-zoo",
-    commit_rows: Any = 4096,
-    allow_nonfinite: Any = True,
-    codec: str | None = None,
     **options: Any,
 ) -> ImportReport:
     """Import a Small CNN Zoo folder into the store at ``url`` (created when missing).
@@ -167,13 +165,10 @@ def import_zoo(
     arch
         Architecture-group name for the layout (an existing group with the same tensors is
         used whatever its name).
-    commit_rows
-        Commit after at least this many rows of complete models.
-    allow_nonfinite
-        Keep NaN/infinite weights (default ``True``: the published matrices hold diverged runs;
-        ``False`` refuses them).
-    codec
-        Codec of a store created by this import.
+    **options
+        The importer options of :class:`~wspace.io._common.ImportSession`, with other
+        defaults: ``commit_rows=4096`` and ``allow_nonfinite=True`` (the published matrices
+        hold diverged runs; ``False`` refuses them).
 
     Raises
     ------
@@ -182,7 +177,14 @@ def import_zoo(
         lack ``modeldir`` or have another number of rows, or a model repeats a step. These are
         checked before anything is written.
     """
-    no_unknown_options(options, format)
+    session = ImportSession(
+        url,
+        storage_options=storage_options,
+        fmt=format,
+        options=options,
+        commit_rows=4096,
+        allow_nonfinite=True,
+    )
     src = Path(src)
     weights_file = src / "weights.npy"
     if not weights_file.is_file():
@@ -225,21 +227,15 @@ def import_zoo(
         if c != MODEL_COLUMN
     }
     groups = metrics.groupby(MODEL_COLUMN, sort=False).indices
-    with ModelAppender(
-        url,
-        storage_options=storage_options,
-        commit_rows=option_int(commit_rows, "commit_rows"),
-        allow_nonfinite=option_bool(allow_nonfinite, "allow_nonfinite"),
-        create_options={"codec": codec} if codec else None,
-    ) as appender:
-        (name,) = appender.ensure_archs([layout])
-        table = metrics[list(columns)]
-        for model, index in progress_bar(
-            groups.items(), enabled=progress, desc="cnn-zoo models", total=len(groups)
+    table = metrics[list(columns)]
+    with session:
+        for model, index in session.todo(
+            groups.items(),
+            key=lambda g: str(g[0]),
+            progress=progress,
+            desc="cnn-zoo models",
+            total=len(groups),
         ):
-            if appender.has(model):
-                appender.skip(model)
-                continue
             index = np.sort(index)
             if len(index) and index[-1] - index[0] + 1 == len(index):
                 block = np.asarray(weights[index[0] : index[-1] + 1])
@@ -252,8 +248,8 @@ def import_zoo(
                 if steps[i] is not None:
                     meta["step"] = steps[i]  # as an int
                 rows.append((vector, meta))
-            appender.add(str(model), rows, arch=name)
-    return appender.report
+            session.add(str(model), rows, layout=layout, source=str(weights_file))
+    return session.report
 
 
 def _export_plan(layout: Layout) -> tuple[np.ndarray, list[tuple[str, int, int, tuple[int, ...]]]]:
@@ -287,7 +283,6 @@ def export_zoo(
     progress: bool = True,
     format: str = "cnn-zoo",
     compress: Any = True,
-    batch_rows: Any = 1024,
     **options: Any,
 ) -> list[Path]:
     """Write the rows of ``zoo`` as a Small CNN Zoo folder: weights.npy, metrics, layout.csv.
@@ -295,27 +290,29 @@ def export_zoo(
     ``weights.npy`` (float32) is written through a memory map, ``batch_rows`` rows at a time,
     in zoo order; ``metrics.csv.gz`` (``compress=false``: ``metrics.csv``) has ``modeldir`` (the
     model), ``step`` and every other metadata column; ``layout.csv`` describes TensorFlow
-    layouts (torch weights are written as Keras kernels).
+    layouts (torch weights are written as Keras kernels). ``batch_rows`` (alias
+    ``batch_size``) defaults to 1024.
     """
-    no_unknown_options(options, format)
+    batch = export_batch_rows(format, options, 1024)
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     perm, layout_rows = _export_plan(zoo.layout)
     identity = bool(np.array_equal(perm, np.arange(zoo.layout.size)))
     weights_path = dst / "weights.npy"
-    batch = option_int(batch_rows, "batch_rows")
-    if len(zoo) == 0:
-        np.save(weights_path, np.empty((0, zoo.layout.size), np.float32))
-    else:
-        out = np.lib.format.open_memmap(
-            weights_path, mode="w+", dtype=np.float32, shape=(len(zoo), zoo.layout.size)
-        )
-        starts = range(0, len(zoo), batch)
-        for start in progress_bar(starts, enabled=progress, desc="cnn-zoo rows", unit="batch"):
-            block = zoo.isel(slice(start, start + batch)).values
-            out[start : start + len(block)] = block if identity else block[:, perm]
-        out.flush()
-        del out
+    with atomic_file(weights_path) as tmp:
+        if len(zoo) == 0:  # numpy 1 cannot memory-map an empty array
+            with tmp.open("wb") as f:
+                np.save(f, np.empty((0, zoo.layout.size), np.float32))
+        else:
+            shape = (len(zoo), zoo.layout.size)
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+            starts = range(0, len(zoo), batch)
+            bar = progress_bar(starts, enabled=progress, desc="cnn-zoo rows", unit="batch")
+            for start in bar:
+                block = zoo.isel(slice(start, start + batch)).values
+                out[start : start + len(block)] = block if identity else block[:, perm]
+            out.flush()
+            del out
     models = zoo.models
     frame = pd.DataFrame(index=range(len(models)))
     for column in models.columns:
@@ -331,9 +328,9 @@ def export_zoo(
         frame[MODEL_COLUMN] = models["model"].to_numpy()
     gz = option_bool(compress, "compress")
     metrics_path = dst / ("metrics.csv.gz" if gz else "metrics.csv")
-    frame.to_csv(metrics_path, index=False, compression="gzip" if gz else None)
+    with atomic_file(metrics_path) as tmp:
+        frame.to_csv(tmp, index=False, compression="gzip" if gz else None)
     layout_path = dst / "layout.csv"
-    pd.DataFrame(
-        [(v, s, e, str(tuple(shape))) for v, s, e, shape in layout_rows], columns=LAYOUT_COLUMNS
-    ).to_csv(layout_path, index=False)
+    plan = [(v, s, e, str(tuple(shape))) for v, s, e, shape in layout_rows]
+    write_atomic(layout_path, pd.DataFrame(plan, columns=LAYOUT_COLUMNS).to_csv(index=False))
     return [weights_path, metrics_path, layout_path]

@@ -27,10 +27,11 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,24 +50,29 @@ from wspace.errors import (
     WspaceError,
     listing,
 )
-from wspace.io import ImportReport
 from wspace.io._common import (
     ImportSession,
     atomic_file,
+    expect_format,
+    export_batch_rows,
     one_row_per_model,
     option_bool,
-    option_int,
-    progress_bar,
+    refuse_repeats,
+    source_files,
+    write_rows,
 )
 from wspace.io.keras_config import KERAS_VERSION, LAYER_NAMES, model_config, training_config
 from wspace.layout import Layout
 
 if TYPE_CHECKING:
+    from wspace.io import ImportReport
+    from wspace.store.backend import StoreLike
     from wspace.zoo import Zoo
 
 __all__ = [
     "KERAS_VERSION",
     "LAYER_NAMES",
+    "check_file",
     "export_zoo",
     "file_name",
     "import_zoo",
@@ -188,8 +194,15 @@ def write_file(
     keras_version
         Value of the ``keras_version`` attributes.
     """
+    with atomic_file(path) as tmp:
+        _write_h5(tmp, tensors, weights_only=weights_only, keras_version=keras_version)
+
+
+def _write_h5(
+    path: Path, tensors: Mapping[str, np.ndarray], *, weights_only: bool, keras_version: str
+) -> None:
     expected = lenet5_keras_layout()
-    with atomic_file(path) as tmp, h5py.File(tmp, "w") as f:
+    with h5py.File(path, "w") as f:
         if not weights_only:  # keras.src.saving.legacy.hdf5_format.save_model_to_hdf5
             f.attrs["keras_version"] = keras_version
             f.attrs["backend"] = "tensorflow"
@@ -210,8 +223,7 @@ def write_file(
                 value = np.asarray(tensors[spec.source_name], dtype=np.float32)
                 if value.shape != spec.shape:
                     raise SchemaMismatchError(
-                        f"{os.fspath(path)!r}: {spec.source_name} must have shape {spec.shape}, "
-                        f"got {value.shape}"
+                        f"{spec.source_name} must have shape {spec.shape}, got {value.shape}"
                     )
                 name = f"{layer}/{spec.name.rpartition('/')[2]}:0"
                 group.create_dataset(name, value.shape, dtype=np.float32)[...] = value
@@ -241,13 +253,43 @@ def read_file(
         A weight is NaN or infinite (unless ``allow_nonfinite``).
     """
     where = repr(os.fspath(path))
+    with _open(path) as datasets:
+        try:
+            out = {name: np.asarray(data[()], dtype=np.float32) for name, data in datasets.items()}
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise CorruptDataError(f"{where}: not a readable Keras HDF5 file ({exc})") from exc
+    for name, value in out.items():
+        if not allow_nonfinite and not np.isfinite(value).all():
+            bad = int((~np.isfinite(value)).sum())
+            raise NonFiniteWeightsError(
+                f"{where}: {bad} non-finite value(s) in {name}; pass "
+                "allow_nonfinite=true to import them"
+            )
+    return out
+
+
+def check_file(path: str | os.PathLike[str]) -> None:
+    """The checks of :func:`read_file` that need no weight values (names, shapes, dtypes)."""
+    with _open(path):
+        pass
+
+
+@contextlib.contextmanager
+def _open(path: str | os.PathLike[str]) -> Iterator[dict[str, h5py.Dataset]]:
+    """The checked LeNet-5 weight datasets of a file (see :func:`read_file`), while open."""
+    where = repr(os.fspath(path))
     try:
-        with h5py.File(path, "r") as f:
-            return _read_weights(f, where, allow_nonfinite)
-    except WspaceError:
-        raise
+        f = h5py.File(path, "r")
     except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
         raise CorruptDataError(f"{where}: not a readable Keras HDF5 file ({exc})") from exc
+    with f:
+        try:
+            datasets = _checked(f, where)
+        except WspaceError:
+            raise
+        except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise CorruptDataError(f"{where}: not a readable Keras HDF5 file ({exc})") from exc
+        yield datasets
 
 
 def _datasets(group: h5py.Group, skip: str | None) -> dict[str, h5py.Dataset]:
@@ -261,7 +303,7 @@ def _datasets(group: h5py.Group, skip: str | None) -> dict[str, h5py.Dataset]:
     return found
 
 
-def _read_weights(f: h5py.File, where: str, allow_nonfinite: bool) -> dict[str, np.ndarray]:
+def _checked(f: h5py.File, where: str) -> dict[str, h5py.Dataset]:
     layout = lenet5_keras_layout()
     full = "model_weights" in f
     root = f["model_weights"] if full else f
@@ -276,7 +318,6 @@ def _read_weights(f: h5py.File, where: str, allow_nonfinite: bool) -> dict[str, 
         if extra:
             problems.append(f"unexpected dataset(s) {listing(extra)}")
         raise SchemaMismatchError(f"{where}: not a LeNet-5 of FORMATS.md §1: {'; '.join(problems)}")
-    out: dict[str, np.ndarray] = {}
     for spec in layout:
         data = found[spec.source_name]
         if data.shape != spec.shape:
@@ -285,14 +326,6 @@ def _read_weights(f: h5py.File, where: str, allow_nonfinite: bool) -> dict[str, 
             )
         if data.dtype != np.float32:
             raise DTypeError(f"{where}: {spec.source_name} is {data.dtype}, not float32")
-        value = np.asarray(data[()], dtype=np.float32)
-        if not allow_nonfinite and not np.isfinite(value).all():
-            bad = int((~np.isfinite(value)).sum())
-            raise NonFiniteWeightsError(
-                f"{where}: {bad} non-finite value(s) in {spec.source_name}; pass "
-                "allow_nonfinite=true to import them"
-            )
-        out[spec.source_name] = value
     for layer in LENET5_LAYERS:
         names = _weight_names(root[layer])
         wanted = sorted(
@@ -302,7 +335,7 @@ def _read_weights(f: h5py.File, where: str, allow_nonfinite: bool) -> dict[str, 
             raise SchemaMismatchError(
                 f"{where}: layer {layer!r} lists weight_names {names}, expected {wanted}"
             )
-    return out
+    return {name: found[name] for name in expected}
 
 
 def _weight_names(group: h5py.Group) -> list[str] | None:
@@ -351,28 +384,16 @@ def split_name(model: str) -> dict[str, Any]:
     return {} if match is None else {"cls": match["cls"], "count": int(match["count"])}
 
 
-def _sources(src: Path, pattern: str) -> list[Path]:
-    if src.is_file():
-        return [src]
-    if not src.is_dir():
-        raise FileNotFoundError(f"{str(src)!r}: no such file or folder")
-    files = sorted(p for p in src.glob(pattern) if p.is_file())
-    if not files:
-        raise FileNotFoundError(f"{str(src)!r}: no file matches {pattern!r}")
-    return files
-
-
 def import_zoo(
     src: str | os.PathLike[str],
-    url: Any,
+    url: StoreLike,
     *,
     storage_options: Mapping[str, Any] | None = None,
     progress: bool = True,
     format: str = "keras-h5",
     pattern: str = DEFAULT_PATTERN,
     convention: str = "keras",
-    commit_every: int | str | None = None,
-    allow_nonfinite: bool | str = False,
+    **options: Any,
 ) -> ImportReport:
     """Import a folder of LeNet-5 Keras files (or one file) into the store at ``url``.
 
@@ -380,10 +401,8 @@ def import_zoo(
     ----------
     src
         A folder (its files matching ``pattern``, in name order) or one ``.h5`` file.
-    url
+    url, storage_options
         The store; created (or given the architecture group) when missing.
-    storage_options
-        fsspec options for the store.
     progress
         Show a progress bar.
     format
@@ -394,39 +413,31 @@ def import_zoo(
     convention
         ``"keras"`` stores the tensors as in the files, group ``lenet5-keras``; ``"torch"``
         converts them exactly to the torch-convention group ``lenet5``.
-    commit_every
-        Commit after this many models (default: the store's setting).
-    allow_nonfinite
-        Import NaN / infinite weights instead of refusing the file.
+    **options
+        The importer options of :class:`~wspace.io._common.ImportSession` (``commit_rows``,
+        ``allow_nonfinite``, ``codec``).
 
     Rows get ``model="{class}_{count}"``, ``cls`` and ``count`` from the file name. Models the
-    store already holds are skipped. A bad file raises an error naming it, and the rows not yet
-    committed (at most ``commit_every``) are discarded; a re-run resumes.
+    store already holds are skipped. The names and the structure of every file (datasets,
+    shapes, dtypes) are checked before anything is written; a file whose values are refused
+    (non-finite) stops the import after the models before it, with nothing of it committed.
     """
-    if format != "keras-h5":
-        raise WspaceError(f"wspace.io.keras_h5 reads format 'keras-h5', not {format!r}")
+    expect_format(format, "keras-h5")
+    session = ImportSession(url, storage_options=storage_options, fmt=format, options=options)
     layout = target_layout(convention)
-    nonfinite = option_bool(allow_nonfinite, "allow_nonfinite")
-    every = None if commit_every is None else option_int(commit_every, "commit_every")
-    files = _sources(Path(src), pattern)
-    session = ImportSession(
-        url, storage_options=storage_options, commit_every=every, allow_nonfinite=nonfinite
-    )
+    paths = source_files(Path(src), pattern, what=f"file matches {pattern!r}")
+    files = [(*parse_file_name(p.name), p) for p in paths]
+    refuse_repeats((model for model, *_ in files), repr(str(src)))
+    for model, _cls, _count, path in files:
+        if not session.is_committed(model):
+            check_file(path)
     with session:
-        for path in progress_bar(files, enabled=progress, desc="keras-h5 import"):
-            model, cls, count = parse_file_name(path.name)
-            if session.is_committed(model):
-                session.skip(model)
-                continue
-            tensors = read_file(path, allow_nonfinite=nonfinite)
-            session.append(
-                to_row(tensors, layout),
-                layout=layout,
-                model=model,
-                source=repr(str(path)),
-                cls=cls,
-                count=count,
-            )
+        for model, cls, count, path in session.todo(
+            files, key=lambda f: f[0], progress=progress, desc="keras-h5 import", unit="file"
+        ):
+            tensors = read_file(path, allow_nonfinite=session.allow_nonfinite)
+            row = (to_row(tensors, layout), {"cls": cls, "count": count})
+            session.add(model, [row], layout=layout, source=repr(str(path)))
     return session.report
 
 
@@ -465,7 +476,7 @@ def export_zoo(
     format: str = "keras-h5",
     weights_only: bool | str = False,
     overwrite: bool | str = True,
-    batch_size: int | str = 64,
+    **options: Any,
 ) -> list[Path]:
     """Write every row of ``zoo`` as ``dst/binary_oneVall_{cls}_{count}_model.h5``.
 
@@ -484,28 +495,29 @@ def export_zoo(
         Write ``save_weights`` files (layer groups at the root) instead of full-model files.
     overwrite
         Replace existing files (default); otherwise an existing file is an error.
-    batch_size
-        Rows read from the store at once.
+    **options
+        ``batch_rows`` (alias ``batch_size``, default 64): rows read from the store at once.
 
     Returns the files written, in zoo order.
     """
-    if format != "keras-h5":
-        raise WspaceError(f"wspace.io.keras_h5 writes format 'keras-h5', not {format!r}")
+    expect_format(format, "keras-h5")
+    batch = export_batch_rows(format, options, 64)
     index = keras_index(zoo.layout)
-    names = _names(zoo)
-    only_weights = option_bool(weights_only, "weights_only")
-    replace = option_bool(overwrite, "overwrite")
     folder = Path(dst)
-    folder.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    rows = zoo.rows(option_int(batch_size, "batch_size"))
-    for (_meta, row), (cls, count) in progress_bar(
-        zip(rows, names, strict=True), enabled=progress, desc="keras-h5 export", total=len(names)
-    ):
-        path = folder / file_name(cls, count)
-        if not replace and path.exists():
-            raise WspaceError(f"{str(path)!r} exists; pass overwrite=true to replace it")
+    paths = [folder / file_name(cls, count) for cls, count in _names(zoo)]
+    only_weights = option_bool(weights_only, "weights_only")
+
+    def write(tmp: Path, _i: int, _meta: dict[str, Any], row: np.ndarray) -> None:
         tensors = {name: row[i].reshape(shape) for name, (i, shape) in index.items()}
-        write_file(path, tensors, weights_only=only_weights)
-        written.append(path)
-    return written
+        _write_h5(tmp, tensors, weights_only=only_weights, keras_version=KERAS_VERSION)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_rows(
+        zoo,
+        paths,
+        write,
+        batch_rows=batch,
+        progress=progress,
+        desc="keras-h5 export",
+        overwrite=option_bool(overwrite, "overwrite"),
+    )

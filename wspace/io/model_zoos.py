@@ -53,23 +53,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wspace.errors import FormatError, SchemaMismatchError, SourceNotFoundError, listing
-from wspace.io._util import (
+from wspace.errors import FormatError, SourceNotFoundError
+from wspace.io._common import (
     ESCAPE,
-    ModelAppender,
+    ImportSession,
     escape_column,
+    export_batch_rows,
     first_by_model,
     full_zoo,
     model_parts,
-    no_unknown_options,
-    option_bool,
-    option_int,
-    progress_bar,
     py_value,
+    source_files,
     unescape_column,
+    write_atomic,
+    write_rows,
 )
-from wspace.io.torch_ import load_state_dict, row_state_dict
-from wspace.layout import Layout
+from wspace.io.torch_ import (
+    check_tensors,
+    floating,
+    layout_of,
+    load_state_dict,
+    row_state_dict,
+)
 
 if TYPE_CHECKING:
     from wspace.io import ImportReport
@@ -148,11 +153,10 @@ def _read_results(path: Path) -> list[dict[str, Any]]:
 
 
 def _trials(src: Path) -> list[_Trial]:
-    if not src.is_dir():
-        raise SourceNotFoundError(f"no folder {src} of Ray Tune trials")
-    results = sorted(src.rglob(RESULT_FILE), key=lambda p: p.relative_to(src).as_posix())
-    if not results:
-        raise SourceNotFoundError(f"no trial folder (with {RESULT_FILE}) under {src}")
+    if src.is_file():
+        raise SourceNotFoundError(f"{src} is a file, not a folder of Ray Tune trials")
+    what = f"trial folder (with {RESULT_FILE})"
+    results = source_files(src, RESULT_FILE, what=what, recursive=True)
     trials = []
     for result in results:
         folder = result.parent
@@ -180,9 +184,6 @@ def import_zoo(
     progress: bool = True,
     format: str = "model-zoos",
     arch: str = "model-zoos",
-    commit_rows: Any = 256,
-    allow_nonfinite: Any = False,
-    codec: str | None = None,
     **options: Any,
 ) -> ImportReport:
     """Import the Ray Tune trials under ``src`` (one model each) into the store at ``url``.
@@ -194,52 +195,34 @@ def import_zoo(
     arch
         Architecture-group name for the layout of the first checkpoint (an existing group
         with the same tensors is used whatever its name).
-    commit_rows, allow_nonfinite, codec
-        As for the other importers.
+    **options
+        The importer options of :class:`~wspace.io._common.ImportSession` (``commit_rows``,
+        ``allow_nonfinite``, ``codec``).
 
     Raises
     ------
     FormatError, SourceNotFoundError
-        A trial without checkpoints, a ``result.json`` line that is not JSON, a checkpoint that
-        ``torch.load(weights_only=True)`` refuses or whose tensors differ from the first one's.
-        All are checked before anything is written.
+        A trial without checkpoints, a ``result.json`` line that is not JSON, a checkpoint
+        whose tensors differ from the first one's. All are checked before anything is written.
+    UnsafePickleError
+        A checkpoint that ``torch.load(weights_only=True)`` refuses (nothing in it runs).
     """
-    no_unknown_options(options, format)
+    session = ImportSession(url, storage_options=storage_options, fmt=format, options=options)
     src = Path(src)
     trials = _trials(src)
     first = trials[0].checkpoints[0][1]
-    try:
-        layout = Layout.from_torch(load_state_dict(first), name=arch)
-    except SchemaMismatchError as exc:
-        raise FormatError(f"{first}: {exc}") from None
-    expected = {t.source_name: t.shape for t in layout}
+    layout = layout_of(first, arch)
     for trial in trials:
         for _, path in trial.checkpoints:
-            state = load_state_dict(path, mmap=True)
-            shapes = {k: tuple(v.shape) for k, v in state.items() if v.is_floating_point()}
-            if shapes != expected:
-                diff = sorted(set(shapes.items()) ^ set(expected.items()))
-                raise FormatError(
-                    f"{path}: its tensors differ from those of {first}: {listing(diff, 6)}"
-                )
-    with ModelAppender(
-        url,
-        storage_options=storage_options,
-        commit_rows=option_int(commit_rows, "commit_rows"),
-        allow_nonfinite=option_bool(allow_nonfinite, "allow_nonfinite"),
-        create_options={"codec": codec} if codec else None,
-    ) as appender:
-        (name,) = appender.ensure_archs([layout])
-        for trial in progress_bar(trials, enabled=progress, desc="model-zoos trials"):
-            if appender.has(trial.model):
-                appender.skip(trial.model)
-                continue
-            rows = [
-                ({k: v for k, v in load_state_dict(path).items() if v.is_floating_point()}, meta)
-                for path, meta in trial.rows()
-            ]
-            appender.add(trial.model, rows, arch=name)
-    return appender.report
+            check_tensors(path, layout, first)
+    with session:
+        for trial in session.todo(
+            trials, key=lambda t: t.model, progress=progress, desc="model-zoos trials"
+        ):
+            pairs = trial.rows()
+            rows = [(floating(load_state_dict(path)), meta) for path, meta in pairs]
+            session.add(trial.model, rows, layout=layout, source=[str(p) for p, _ in pairs])
+    return session.report
 
 
 def _result(meta: Mapping[str, Any]) -> tuple[int | None, dict[str, Any]]:
@@ -266,36 +249,38 @@ def export_zoo(
     *,
     progress: bool = True,
     format: str = "model-zoos",
-    batch_rows: Any = 256,
     **options: Any,
 ) -> list[Path]:
     """Write the rows of ``zoo`` as Ray Tune trial folders under ``dst`` (one per model).
 
     Each row is ``<model>/checkpoint_<step:06d>/checkpoints`` (a float32 ``state_dict`` keyed by
     the layout's source names); each model gets ``result.json`` (its rows' lines and the kept
-    ``result_extra`` lines, in line order) and ``params.json`` (the config).
+    ``result_extra`` lines, in line order) and ``params.json`` (the config). ``batch_rows``
+    (alias ``batch_size``, default 256): rows read from the store at once.
     """
     import torch
 
-    no_unknown_options(options, format)
+    batch = export_batch_rows(format, options)
     dst = Path(dst)
-    dst.mkdir(parents=True, exist_ok=True)
     models = zoo.models
     if len(zoo) and ("step" not in models or models["step"].isna().any()):
         raise FormatError(f"cannot export {zoo.url!r} to model-zoos: every row needs a step")
-    files: list[Path] = []
     lines: dict[str, list[tuple[float, int, dict[str, Any]]]] = {}
-    rows = zoo.rows(option_int(batch_rows, "batch_rows"))
-    for meta, vector in progress_bar(
-        rows, enabled=progress, desc="model-zoos rows", total=len(zoo), unit="row"
-    ):
-        model, step = meta["model"], int(meta["step"])
-        folder = dst.joinpath(*model_parts(model), f"checkpoint_{step:06d}")
-        folder.mkdir(parents=True, exist_ok=True)
-        torch.save(row_state_dict(zoo.layout, vector), folder / CHECKPOINT_FILE)
-        files.append(folder / CHECKPOINT_FILE)
+    paths = []
+    for meta in models.to_dict("records"):
+        model, step = str(meta["model"]), int(meta["step"])
+        paths.append(dst.joinpath(*model_parts(model), f"checkpoint_{step:06d}", CHECKPOINT_FILE))
         number, line = _result(meta)
         lines.setdefault(model, []).append((float("inf") if number is None else number, step, line))
+    dst.mkdir(parents=True, exist_ok=True)
+    files = write_rows(
+        zoo,
+        paths,
+        lambda tmp, _i, _meta, vector: torch.save(row_state_dict(zoo.layout, vector), tmp),
+        batch_rows=batch,
+        progress=progress,
+        desc="model-zoos rows",
+    )
     # kept lines live on a trial's first row, which a selection may have left out
     kept = first_by_model(models, "result_extra")
     if len(zoo) and len(kept) < len(lines):
@@ -306,10 +291,8 @@ def export_zoo(
             entries.append((int(number), -1, line))
         entries.sort(key=lambda e: (e[0], e[1]))
         text = "".join(json.dumps(line) + "\n" for _, _, line in entries)
-        (trial / RESULT_FILE).write_text(text, encoding="utf-8")
-        files.append(trial / RESULT_FILE)
+        files.append(write_atomic(trial / RESULT_FILE, text))
         config = next((line["config"] for _, _, line in entries if "config" in line), None)
         if config is not None:
-            (trial / "params.json").write_text(json.dumps(config), encoding="utf-8")
-            files.append(trial / "params.json")
+            files.append(write_atomic(trial / "params.json", json.dumps(config)))
     return files

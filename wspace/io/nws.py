@@ -44,18 +44,18 @@ import numpy as np
 import pandas as pd
 
 from wspace.errors import FormatError, SourceNotFoundError, listing
-from wspace.io._util import (
-    ModelAppender,
+from wspace.io._common import (
+    ImportSession,
     escape_column,
+    export_batch_rows,
     first_by_model,
     full_zoo,
     model_parts,
-    no_unknown_options,
-    option_bool,
-    option_int,
-    progress_bar,
     py_value,
+    source_files,
     unescape_column,
+    write_atomic,
+    write_rows,
 )
 from wspace.io.nws_arch import (
     ARCH_FIELDS,
@@ -139,19 +139,6 @@ class _Run:
                     meta["meta_csv"] = self.meta_csv
             rows.append((vector, meta))
         return rows, exact
-
-
-def _split_csvs(src: Path, pattern: str | None) -> list[Path]:
-    if src.is_file():
-        return [src]
-    if not src.is_dir():
-        raise SourceNotFoundError(f"no NWS data set at {src}: not a file or folder")
-    files = sorted(p for p in src.glob(pattern or "*.csv") if p.is_file())
-    if not files:
-        raise SourceNotFoundError(
-            f"no split CSV ({pattern or '*.csv'}) in {src}; pass the CSV or -O csv=GLOB"
-        )
-    return files
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -279,7 +266,8 @@ def scan(src: str | os.PathLike[str], *, csv: str | None = None, root: Any = Non
     runs = []
     arch_cache: dict[Any, Any] = {}
     seen: dict[str, str] = {}
-    for csv_path in _split_csvs(src, csv):
+    pattern = csv or "*.csv"
+    for csv_path in source_files(src, pattern, what=f"split CSV ({pattern}; -O csv=GLOB)"):
         frame = _read_csv(csv_path)
         base = Path(root) if root is not None else csv_path.parent
         for i, record in enumerate(frame.to_dict("records")):
@@ -302,9 +290,6 @@ def import_zoo(
     format: str = "nws",
     csv: str | None = None,
     root: str | os.PathLike[str] | None = None,
-    commit_rows: Any = 256,
-    allow_nonfinite: Any = False,
-    codec: str | None = None,
     **options: Any,
 ) -> ImportReport:
     """Import NWS runs into the store at ``url`` (created when missing).
@@ -322,12 +307,9 @@ def import_zoo(
         Glob of the split CSVs in ``src``.
     root
         Folder the CSVs' relative ``path`` values start from (default: the CSV's folder).
-    commit_rows
-        Commit after at least this many rows of complete runs (a run is never split).
-    allow_nonfinite
-        Store NaN/infinite weights instead of refusing the run.
-    codec
-        Codec of a store created by this import.
+    **options
+        The importer options of :class:`~wspace.io._common.ImportSession` (``commit_rows``,
+        ``allow_nonfinite``, ``codec``); a run is never split between commits.
 
     Raises
     ------
@@ -335,28 +317,19 @@ def import_zoo(
         A CSV lacks columns, a run folder or snapshot is missing, a ``.bin`` has the wrong
         length. The whole data set is checked first, so nothing is written in these cases.
     """
-    no_unknown_options(options, format)
+    session = ImportSession(url, storage_options=storage_options, fmt=format, options=options)
     runs = scan(src, csv=csv, root=root)
-    layouts = {run.arch: run.layout for run in runs}
     lossy = 0
-    with ModelAppender(
-        url,
-        storage_options=storage_options,
-        commit_rows=option_int(commit_rows, "commit_rows"),
-        allow_nonfinite=option_bool(allow_nonfinite, "allow_nonfinite"),
-        create_options={"codec": codec} if codec else None,
-    ) as appender:
-        names = dict(zip(layouts, appender.ensure_archs(list(layouts.values())), strict=True))
-        for run in progress_bar(runs, enabled=progress, desc="nws runs", unit="run"):
-            if appender.has(run.model):
-                appender.skip(run.model)
-                continue
+    with session:
+        for run in session.todo(
+            runs, key=lambda r: r.model, progress=progress, desc="nws runs", unit="run"
+        ):
             rows, exact = run.read()
             lossy += not exact
-            appender.add(run.model, rows, arch=names[run.arch])
+            session.add(run.model, rows, layout=run.layout, source=str(run.folder))
     if lossy:
         log.warning("%d run(s) had float64 weights not exact in float32; stored rounded", lossy)
-    return appender.report
+    return session.report
 
 
 # -- export --------------------------------------------------------------------------------------
@@ -381,11 +354,12 @@ def _write_csv(path: Path, header: list[str], rows: dict[str, dict[str, str]]) -
             old_header = list(reader.fieldnames or [])
             old_rows = [r for r in reader if r.get("path") not in rows]
     columns = old_header + [c for c in header if c not in old_header]
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(columns)
-        for record in [*old_rows, *rows.values()]:
-            writer.writerow([record.get(c) or "" for c in columns])
+    text = io.StringIO(newline="")
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    for record in [*old_rows, *rows.values()]:
+        writer.writerow([record.get(c) or "" for c in columns])
+    write_atomic(path, text.getvalue())
 
 
 def _meta_csv(record: Mapping[str, Any]) -> str:
@@ -426,7 +400,6 @@ def export_zoo(
     progress: bool = True,
     format: str = "nws",
     split: str | None = None,
-    batch_rows: Any = 256,
     **options: Any,
 ) -> list[Path]:
     """Write the rows of ``zoo`` as NWS run folders and split CSVs under ``dst``.
@@ -440,9 +413,10 @@ def export_zoo(
     store can be exported one after another into one folder.
 
     The zoo needs the architecture columns (``filter_size``, ``depth_conv``, ``depth_fc``,
-    ``width_conv``, ``width_fc``, ``batch_norm``) and the layout they imply.
+    ``width_conv``, ``width_fc``, ``batch_norm``) and the layout they imply. ``batch_rows``
+    (alias ``batch_size``, default 256): rows read from the store at once.
     """
-    no_unknown_options(options, format)
+    batch = export_batch_rows(format, options)
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     models = zoo.models
@@ -471,17 +445,18 @@ def export_zoo(
         raise FormatError(f"cannot export {zoo.url!r} to nws: two rows of a run share a snapshot")
     if (numbers < 1).any() or (numbers > 999).any():
         raise FormatError(f"cannot export {zoo.url!r} to nws: snapshot numbers must be 1..999")
-    files: list[Path] = []
-    batch = option_int(batch_rows, "batch_rows")
-    rows_iter = zip(zoo.rows(batch), numbers, strict=True)
-    for (meta, vector), number in progress_bar(
-        rows_iter, enabled=progress, desc="nws snapshots", total=len(zoo), unit="row"
-    ):
-        folder = dst.joinpath(*model_parts(meta["model"]), "weights")
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{int(number):03d}.bin"
-        vector.astype(_BIN).tofile(path)
-        files.append(path)
+    paths = [
+        dst.joinpath(*model_parts(m), "weights", f"{int(n):03d}.bin")
+        for m, n in zip(models["model"], numbers, strict=True)
+    ]
+    files = write_rows(
+        zoo,
+        paths,
+        lambda tmp, _i, _meta, vector: vector.astype(_BIN).tofile(tmp),
+        batch_rows=batch,
+        progress=progress,
+        desc="nws snapshots",
+    )
     # the run files come from the first snapshot's row, which a selection may have left out
     extras = {c: first_by_model(models, c) for c in RUN_EXTRAS}
     if any(set(extras[c]) != set(arch_of) for c in RUN_EXTRAS):
@@ -501,11 +476,9 @@ def export_zoo(
             table = _error_table(run_rows, int(py_value(known) or len(run_rows)))
         if stat is None:
             stat = [float(len(table)), np.nan, np.nan, np.nan]
-        table.tofile(run_dir / "error.bin")
-        np.asarray(stat, dtype=_BIN).tofile(run_dir / "stat.bin")
-        meta_text = meta_text or _meta_csv(first)
-        (run_dir / "meta.csv").write_bytes(meta_text.encode("utf-8"))  # newlines as they were
-        files += [run_dir / "error.bin", run_dir / "stat.bin", run_dir / "meta.csv"]
+        files.append(write_atomic(run_dir / "error.bin", table.astype(_BIN).tobytes()))
+        files.append(write_atomic(run_dir / "stat.bin", np.asarray(stat, _BIN).tobytes()))
+        files.append(write_atomic(run_dir / "meta.csv", meta_text or _meta_csv(first)))
         conv, fc = arch_of[model].weight_counts()
         record = {unescape_column(k): v for k, v in first.items() if k not in (*DERIVED, "model")}
         for column, count in (("weightn_conv", conv), ("weightn_fc", fc)):

@@ -33,7 +33,6 @@ True
 
 from __future__ import annotations
 
-import collections
 import json
 import os
 import pickle
@@ -51,14 +50,16 @@ from wspace.errors import (
     WspaceError,
     listing,
 )
-from wspace.io import ImportReport
 from wspace.io._common import (
     ImportSession,
     atomic_file,
+    expect_format,
+    export_batch_rows,
     one_row_per_model,
     option_bool,
-    option_int,
     progress_bar,
+    refuse_repeats,
+    source_files,
     timestamp,
 )
 from wspace.io.keras_h5 import keras_index, split_name, target_layout, to_row
@@ -66,6 +67,8 @@ from wspace.io.safe_pickle import load
 from wspace.layout import Layout
 
 if TYPE_CHECKING:
+    from wspace.io import ImportReport
+    from wspace.store.backend import StoreLike
     from wspace.zoo import Zoo
 
 __all__ = [
@@ -295,8 +298,8 @@ def export_zoo(
     *,
     progress: bool = True,
     format: str = "modelwise-pickle",
-    batch_size: int | str = 64,
     overwrite: bool | str = True,
+    **options: Any,
 ) -> list[Path]:
     """Write the rows of a LeNet-5 zoo as one modelwise or layerwise pickle.
 
@@ -310,17 +313,17 @@ def export_zoo(
         Show a progress bar.
     format
         ``"modelwise-pickle"`` or ``"layerwise-pickle"``.
-    batch_size
-        Rows read from the store at once (the export's memory is about one batch).
     overwrite
         Replace an existing file (default).
+    **options
+        ``batch_rows`` (alias ``batch_size``, default 64): rows read from the store at once
+        (the export's memory is about one batch).
 
     Returns the files written: the pickle, and for ``layerwise-pickle`` its sidecar.
     Layerwise classes come in the order of their first row in ``zoo``, models in zoo order.
     """
-    if format not in _FORMATS:
-        raise WspaceError(f"wspace.io.pickles writes {listing(_FORMATS)}, not {format!r}")
-    batch = option_int(batch_size, "batch_size")
+    expect_format(format, *_FORMATS)
+    batch = export_batch_rows(format, options, 64)
     replace = option_bool(overwrite, "overwrite")
     keras_index(zoo.layout)  # a LeNet-5 layout, or a clear error before anything is written
     one_row_per_model(zoo, format)
@@ -368,21 +371,30 @@ def _tensor(value: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
     return array
 
 
-def _modelwise_rows(data: Any, where: str) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+def _items(data: Any, where: str, kind: str, keys: list[str]) -> Iterator[tuple[int, Any]]:
+    """``(i, item)`` of a pickle's list (checked at once), each item a dict with exactly
+    ``keys`` (checked when reached) and released from the list once taken."""
     if not isinstance(data, list):
         raise SchemaMismatchError(
-            f"{where}: a modelwise pickle holds a list of dicts, not a {type(data).__name__}"
+            f"{where}: a {kind} pickle holds a list of dicts, not a {type(data).__name__}"
         )
+
+    def items() -> Iterator[tuple[int, Any]]:
+        for i, item in enumerate(_drain(data)):
+            if not isinstance(item, dict) or set(item) != set(keys):
+                raise SchemaMismatchError(
+                    f"{where}: item {i} must be a dict with keys {keys}; got {_shape_of(item)}"
+                )
+            yield i, item
+
+    return items()
+
+
+def _modelwise_rows(data: Any, where: str) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
     shapes = {t.source_name: t.shape for t in lenet5_keras_layout()}
     paths = h5_paths()
     keys = ["model", "parameters_by_layer", "parameters_flat"]
-    for i in range(len(data)):
-        item, data[i] = data[i], None  # release each item once read
-        if not isinstance(item, dict) or set(item) != set(keys):
-            found = _shape_of(item)
-            raise SchemaMismatchError(
-                f"{where}: item {i} must be a dict with keys {keys}; got {found}"
-            )
+    for i, item in _items(data, where, "modelwise", keys):
         model = item["model"]
         if not isinstance(model, str) or not model:
             raise SchemaMismatchError(f"{where}: item {i} has model {model!r}, not a name")
@@ -412,10 +424,7 @@ def _modelwise_rows(data: Any, where: str) -> Iterator[tuple[str, dict[str, np.n
 def _layerwise_rows(
     data: Any, where: str, names: dict[str, list[str]] | None
 ) -> Iterator[tuple[str, str, dict[str, np.ndarray]]]:
-    if not isinstance(data, list):
-        raise SchemaMismatchError(
-            f"{where}: a layerwise pickle holds a list of dicts, not a {type(data).__name__}"
-        )
+    items = _items(data, where, "layerwise", ["class", "parameters"])
     layout = lenet5_keras_layout()
     if names is not None:
         present = {item.get("class") for item in data if isinstance(item, dict)}
@@ -425,13 +434,7 @@ def _layerwise_rows(
                 "that the pickle does not have"
             )
     seen: set[str] = set()
-    for i in range(len(data)):
-        item, data[i] = data[i], None
-        if not isinstance(item, dict) or set(item) != {"class", "parameters"}:
-            found = _shape_of(item)
-            raise SchemaMismatchError(
-                f"{where}: item {i} must be a dict with keys ['class', 'parameters']; got {found}"
-            )
+    for i, item in items:
         cls, parameters = item["class"], item["parameters"]
         if not isinstance(cls, str) or not cls or cls in seen:
             raise SchemaMismatchError(f"{where}: item {i} has class {cls!r} (empty or repeated)")
@@ -469,28 +472,16 @@ def _layerwise_rows(
             yield cls, model, tensors
 
 
-def _sources(src: Path, prefix: str) -> list[Path]:
-    if src.is_file():
-        return [src]
-    if not src.is_dir():
-        raise FileNotFoundError(f"{str(src)!r}: no such file or folder")
-    files = sorted(src.glob(f"{prefix}*.pkl"))
-    if not files:
-        raise FileNotFoundError(f"{str(src)!r}: no file {prefix}*.pkl")
-    return files
-
-
 def import_zoo(
     src: str | os.PathLike[str],
-    url: Any,
+    url: StoreLike,
     *,
     storage_options: Mapping[str, Any] | None = None,
     progress: bool = True,
     format: str = "modelwise-pickle",
     sidecar: str | os.PathLike[str] | None = None,
     convention: str = "keras",
-    commit_every: int | str | None = None,
-    allow_nonfinite: bool | str = False,
+    **options: Any,
 ) -> ImportReport:
     """Import a modelwise or layerwise pickle (or a folder of them) into the store at ``url``.
 
@@ -498,10 +489,8 @@ def import_zoo(
     ----------
     src
         A ``.pkl`` file, or a folder: its files with the format's published prefix.
-    url
+    url, storage_options
         The store; created (or given the architecture group) when missing.
-    storage_options
-        fsspec options for the store.
     progress
         Show a progress bar.
     format
@@ -512,29 +501,24 @@ def import_zoo(
         ``names_inferred=True``.
     convention
         ``"keras"`` (group ``lenet5-keras``) or ``"torch"`` (converted exactly, group ``lenet5``).
-    commit_every
-        Commit after this many models (default: the store's setting).
-    allow_nonfinite
-        Import NaN / infinite weights instead of refusing them.
+    **options
+        The importer options of :class:`~wspace.io._common.ImportSession` (``commit_rows``,
+        ``allow_nonfinite``, ``codec``).
 
     Rows get ``model`` and, when the name is ``{class}_{count}``, ``cls`` and ``count``
-    (layerwise: ``cls`` is the pickle's class). Models already in the store are skipped. The
+    (layerwise: ``cls`` is the pickle's class). Models already in the store are skipped. Each
     pickle is read whole (a pickle cannot be read piecewise), with the restricted unpickler of
     :mod:`wspace.io.safe_pickle`, and every item is checked (structure, shapes, dtypes,
-    finiteness, unique names) before any row of it is appended: a bad pickle raises an error
-    naming the file and commits nothing of it.
+    finiteness, unique names) before any model of it is appended: a bad pickle raises an error
+    naming the file and commits nothing of it (the models of the pickles before it stay).
     """
-    if format not in _FORMATS:
-        raise WspaceError(f"wspace.io.pickles reads {listing(_FORMATS)}, not {format!r}")
+    expect_format(format, *_FORMATS)
+    session = ImportSession(url, storage_options=storage_options, fmt=format, options=options)
     layout = target_layout(convention)
-    nonfinite = option_bool(allow_nonfinite, "allow_nonfinite")
-    every = None if commit_every is None else option_int(commit_every, "commit_every")
-    files = _sources(Path(src), _PREFIX[format])
+    pattern = f"{_PREFIX[format]}*.pkl"
+    files = source_files(Path(src), pattern, what=f"file {pattern}")
     if sidecar is not None and len(files) != 1:
         raise WspaceError("option sidecar= needs a single pickle file as the source")
-    session = ImportSession(
-        url, storage_options=storage_options, commit_every=every, allow_nonfinite=nonfinite
-    )
     with session:
         for path in files:
             where = repr(str(path))
@@ -545,22 +529,22 @@ def import_zoo(
             else:
                 rows = list(_with_names(data, where, path, sidecar))
             del data
-            counts = collections.Counter(row[0] for row in rows)
-            if len(counts) != len(rows):
-                dup = sorted(name for name, n in counts.items() if n > 1)
-                raise SchemaMismatchError(f"{where}: model(s) {listing(dup)} appear twice")
-            if not nonfinite:
+            refuse_repeats((row[0] for row in rows), where)
+            if not session.allow_nonfinite:
                 _check_finite(rows, where)
-            for i in progress_bar(
-                range(len(rows)), enabled=progress, desc=f"{format} import", unit="model"
+            for model, meta, tensors in session.todo(
+                _drain(rows), key=lambda r: r[0], progress=progress, desc=f"{format} import"
             ):
-                (model, meta, tensors), rows[i] = rows[i], None  # type: ignore[call-overload]
-                if session.is_committed(model):
-                    session.skip(model)
-                    continue
-                weights = to_row(tensors, layout)
-                session.append(weights, layout=layout, model=model, source=where, **meta)
+                row = (to_row(tensors, layout), meta)
+                session.add(model, [row], layout=layout, source=where)
     return session.report
+
+
+def _drain(items: list[Any]) -> Iterator[Any]:
+    """The items of a list, each released from it once taken."""
+    for i in range(len(items)):
+        item, items[i] = items[i], None
+        yield item
 
 
 def _check_finite(rows: list[tuple[str, Any, dict[str, np.ndarray]]], where: str) -> None:

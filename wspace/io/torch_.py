@@ -2,8 +2,8 @@
 
 ``state-dict``: a folder of ``*.pt`` (or ``*.pth``) files, each a ``state_dict`` saved with
 ``torch.save``. They are read with ``torch.load(..., weights_only=True)`` only: a file that
-needs anything else is refused (:class:`~wspace.errors.FormatError`) and none of its code
-runs. An export also writes ``metadata.jsonl`` (one JSON line per file: ``file``, ``model``,
+needs anything else is refused (:class:`~wspace.errors.UnsafePickleError`) and none of its
+code runs. An export also writes ``metadata.jsonl`` (one JSON line per file: ``file``, ``model``,
 ``step`` and every metadata column, types kept) and ``layout.json`` (the store's layout), which
 an import uses when present.
 
@@ -42,7 +42,7 @@ import json
 import os
 import pickle
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,18 +53,19 @@ from wspace.errors import (
     FormatError,
     SchemaMismatchError,
     SourceNotFoundError,
-    WspaceError,
+    UnsafePickleError,
     listing,
 )
-from wspace.io._util import (
-    ModelAppender,
+from wspace.io._common import (
+    ImportSession,
     escape_column,
+    expect_format,
+    export_batch_rows,
     model_path,
-    no_unknown_options,
-    option_bool,
-    option_int,
-    progress_bar,
     py_value,
+    source_files,
+    write_atomic,
+    write_rows,
 )
 from wspace.layout import Layout
 
@@ -75,7 +76,16 @@ if TYPE_CHECKING:
     from wspace.store.backend import StoreLike
     from wspace.zoo import Zoo
 
-__all__ = ["export_zoo", "import_zoo", "load_state_dict", "row_state_dict", "split_name"]
+__all__ = [
+    "check_tensors",
+    "export_zoo",
+    "floating",
+    "import_zoo",
+    "layout_of",
+    "load_state_dict",
+    "row_state_dict",
+    "split_name",
+]
 
 
 SIDECAR = "metadata.jsonl"
@@ -121,9 +131,11 @@ def load_state_dict(
 
     Raises
     ------
+    UnsafePickleError
+        ``torch.load(weights_only=True)`` refused the file: it needs more than tensors and
+        containers to load (or is not a pickle at all); nothing in it was run.
     FormatError
-        The file needs more than tensors and containers to load (refused: nothing in it runs),
-        is not a torch file, or is not a mapping of names to tensors.
+        The file is not a readable torch file, or not a mapping of names to tensors.
     """
     import torch
 
@@ -133,7 +145,7 @@ def load_state_dict(
     except pickle.UnpicklingError as exc:
         found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n|$)", str(exc))
         reason = found[1].split(" Please use")[0] if found else str(exc).splitlines()[0]
-        raise FormatError(
+        raise UnsafePickleError(
             f"{path}: refused by torch.load(weights_only=True), nothing in it was run: {reason}"
         ) from None
     except RuntimeError as exc:
@@ -157,7 +169,44 @@ def load_state_dict(
     return {str(k): v for k, v in obj.items()}
 
 
-def _floating(dtype: Any) -> bool:
+def floating(tensors: Mapping[str, Any]) -> dict[str, Any]:
+    """The floating-point tensors of a state_dict (integer buffers such as
+    ``num_batches_tracked`` are not weights)."""
+    return {k: v for k, v in tensors.items() if v.is_floating_point()}
+
+
+def layout_of(path: Path, name: str, fmt: str = "state-dict", key: str | None = None) -> Layout:
+    """The layout of a file's floating tensors (``Layout.from_torch``, in the file's order)."""
+    try:
+        return Layout.from_torch(floating(_read_tensors(path, fmt, key)), name=name)
+    except SchemaMismatchError as exc:
+        raise FormatError(f"{path}: {exc}") from None
+
+
+def check_tensors(
+    path: Path, layout: Layout, first: Path, fmt: str = "state-dict", key: str | None = None
+) -> None:
+    """Refuse a file whose floating tensors (read from its header) are not ``layout``'s,
+    the layout of the file ``first``."""
+    shapes = _tensor_shapes(path, fmt, key)
+    expected = {t.source_name: t.shape for t in layout}
+    missing = [k for k in expected if k not in shapes]
+    extra = [k for k in shapes if k not in expected]
+    wrong = [
+        f"{k} {shapes[k]} (not {s})" for k, s in expected.items() if k in shapes and shapes[k] != s
+    ]
+    parts = [
+        f"{what} {listing(names)}"
+        for what, names in (("missing", missing), ("unexpected", extra), ("shapes", wrong))
+        if names
+    ]
+    if parts:
+        raise FormatError(
+            f"{path}: its tensors do not match the layout of {first}: {'; '.join(parts)}"
+        )
+
+
+def _floating_dtype(dtype: Any) -> bool:
     text = str(dtype).lower()
     return any(t in text for t in ("float", "bfloat", "f16", "f32", "f64", "bf16", "f8"))
 
@@ -172,13 +221,13 @@ def _tensor_shapes(path: Path, fmt: str, key: str | None) -> dict[str, tuple[int
                 out = {}
                 for name in f.keys():  # noqa: SIM118 - safe_open has no __iter__
                     part = f.get_slice(name)
-                    if _floating(part.get_dtype()):
+                    if _floating_dtype(part.get_dtype()):
                         out[name] = tuple(int(s) for s in part.get_shape())
                 return out
         except Exception as exc:  # safetensors raises its own SafetensorError
             raise FormatError(f"{path}: not a readable safetensors file: {exc}") from None
-    state = load_state_dict(path, key=key, mmap=True)
-    return {k: tuple(v.shape) for k, v in state.items() if v.is_floating_point()}
+    state = floating(load_state_dict(path, key=key, mmap=True))
+    return {k: tuple(v.shape) for k, v in state.items()}
 
 
 def _read_tensors(path: Path, fmt: str, key: str | None) -> dict[str, Any]:
@@ -231,12 +280,9 @@ class _File:
 def _files(src: Path, fmt: str) -> list[_File]:
     if not src.is_dir():
         raise SourceNotFoundError(f"no folder {src} to import {fmt} files from")
-    paths = sorted(
-        (p for p in src.rglob("*") if p.suffix in _EXTENSIONS[fmt] and p.is_file()),
-        key=lambda p: p.relative_to(src).as_posix(),
-    )
-    if not paths:
-        raise SourceNotFoundError(f"no {'/'.join(_EXTENSIONS[fmt])} files under {src}")
+    exts = _EXTENSIONS[fmt]
+    what = f"{'/'.join(exts)} files"
+    paths = source_files(src, [f"*{e}" for e in exts], what=what, recursive=True)
     sidecar: dict[str, tuple[int, dict[str, Any]]] = {}
     if fmt == "state-dict" and (src / SIDECAR).is_file():
         lines = (src / SIDECAR).read_text(encoding="utf-8").splitlines()
@@ -284,41 +330,7 @@ def _layout(src: Path, files: list[_File], fmt: str, arch: str | None, key: str 
             return Layout.from_dict(data)
         except SchemaMismatchError as exc:
             raise FormatError(f"layout of {first}: {exc}") from None
-    import torch
-
-    tensors = _read_tensors(first, fmt, key)
-    state = {k: v for k, v in tensors.items() if isinstance(v, torch.Tensor)}
-    try:
-        return Layout.from_torch(state, name=arch or fmt)
-    except SchemaMismatchError as exc:
-        raise FormatError(f"{first}: {exc}") from None
-
-
-def _check(path: Path, shapes: Mapping[str, tuple[int, ...]], layout: Layout, first: Path) -> None:
-    expected = {t.source_name: t.shape for t in layout}
-    missing = [k for k in expected if k not in shapes]
-    extra = [k for k in shapes if k not in expected]
-    wrong = [
-        f"{k} {shapes[k]} (not {s})" for k, s in expected.items() if k in shapes and shapes[k] != s
-    ]
-    if missing or extra or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {listing(missing)}")
-        if extra:
-            parts.append(f"unexpected {listing(extra)}")
-        if wrong:
-            parts.append(f"shapes {listing(wrong)}")
-        raise FormatError(
-            f"{path}: its tensors do not match the layout of {first.name}: {'; '.join(parts)}"
-        )
-
-
-def _group(files: list[_File]) -> Iterator[tuple[str, list[_File]]]:
-    groups: dict[str, list[_File]] = {}
-    for f in files:
-        groups.setdefault(f.model, []).append(f)
-    yield from groups.items()
+    return layout_of(first, arch or fmt, fmt, key)
 
 
 def import_zoo(
@@ -330,9 +342,6 @@ def import_zoo(
     format: str = "state-dict",
     arch: str | None = None,
     key: str | None = None,
-    commit_rows: Any = 256,
-    allow_nonfinite: Any = False,
-    codec: str | None = None,
     **options: Any,
 ) -> ImportReport:
     """Import a folder of state_dict (``format="state-dict"``) or safetensors files.
@@ -348,47 +357,44 @@ def import_zoo(
         format name); an existing group with the same tensors is used whatever its name.
     key
         For state-dict files holding a checkpoint dict: the key of the state_dict in it.
-    commit_rows, allow_nonfinite, codec
-        As for the other importers.
+    **options
+        The importer options of :class:`~wspace.io._common.ImportSession` (``commit_rows``,
+        ``allow_nonfinite``, ``codec``).
 
     Raises
     ------
-    FormatError
+    FormatError, UnsafePickleError
         A file is unreadable or unsafe, or its tensors differ from the first file's. All files
         are checked (headers only) before anything is written.
     """
-    no_unknown_options(options, format)
-    if format not in _EXTENSIONS:
-        raise WspaceError(f"wspace.io.torch_ handles {listing(_EXTENSIONS)}, not {format!r}")
+    expect_format(format, *_EXTENSIONS)
+    session = ImportSession(url, storage_options=storage_options, fmt=format, options=options)
     src = Path(src)
     files = _files(src, format)
     layout = _layout(src, files, format, arch, key)
     for f in files:
-        _check(f.path, _tensor_shapes(f.path, format, key), layout, files[0].path)
-    with ModelAppender(
-        url,
-        storage_options=storage_options,
-        commit_rows=option_int(commit_rows, "commit_rows"),
-        allow_nonfinite=option_bool(allow_nonfinite, "allow_nonfinite"),
-        create_options={"codec": codec} if codec else None,
-    ) as appender:
-        (name,) = appender.ensure_archs([layout])
-        groups = list(_group(files))
-        for model, group in progress_bar(
-            groups, enabled=progress, desc=f"{format} models", total=len(groups)
+        check_tensors(f.path, layout, files[0].path, format, key)
+    groups: dict[str, list[_File]] = {}
+    for f in files:
+        groups.setdefault(f.model, []).append(f)
+    with session:
+        for model, group in session.todo(
+            groups.items(),
+            key=lambda g: g[0],
+            progress=progress,
+            desc=f"{format} models",
+            total=len(groups),
         ):
-            if appender.has(model):
-                appender.skip(model)
-                continue
-            rows = []
-            for f in group:
-                tensors = _read_tensors(f.path, format, key)
-                meta = dict(f.meta)
-                if f.step is not None:
-                    meta["step"] = f.step
-                rows.append(({k: v for k, v in tensors.items() if v.is_floating_point()}, meta))
-            appender.add(model, rows, arch=name)
-    return appender.report
+            rows = [
+                (floating(_read_tensors(f.path, format, key)), _with_step(f.meta, f.step))
+                for f in group
+            ]
+            session.add(model, rows, layout=layout, source=[str(f.path) for f in group])
+    return session.report
+
+
+def _with_step(meta: Mapping[str, Any], step: int | None) -> dict[str, Any]:
+    return dict(meta) if step is None else {**meta, "step": step}
 
 
 def row_state_dict(layout: Layout, vector: np.ndarray) -> dict[str, Any]:
@@ -427,52 +433,54 @@ def export_zoo(
     *,
     progress: bool = True,
     format: str = "state-dict",
-    batch_rows: Any = 256,
     **options: Any,
 ) -> list[Path]:
     """Write each row of ``zoo`` as one file under ``dst`` (see the module docstring).
 
     Tensors are float32 and keyed by the layout's source names (a torch layout gives a
     ``state_dict`` that ``load_state_dict`` accepts; a Keras-convention layout keeps its
-    shapes and names).
+    shapes and names). ``batch_rows`` (alias ``batch_size``, default 256): rows read from
+    the store at once.
     """
     import torch
+    from safetensors.torch import save_file
 
-    no_unknown_options(options, format)
-    if format not in _EXTENSIONS:
-        raise WspaceError(f"wspace.io.torch_ handles {listing(_EXTENSIONS)}, not {format!r}")
+    expect_format(format, *_EXTENSIONS)
+    batch = export_batch_rows(format, options)
     dst = Path(dst)
-    dst.mkdir(parents=True, exist_ok=True)
     layout = zoo.layout
     ext = _EXTENSIONS[format][0]
-    files: list[Path] = []
-    sidecar: list[str] = []
-    seen: set[Path] = set()
-    rows = zoo.rows(option_int(batch_rows, "batch_rows"))
-    for i, (meta, vector) in enumerate(
-        progress_bar(rows, enabled=progress, desc=f"{format} rows", total=len(zoo), unit="row")
-    ):
-        model, step = meta["model"], py_value(meta.get("step"))
-        path = model_path(dst, model, ("" if step is None else f"@{step}") + ext)
-        if path in seen:
-            raise FormatError(f"two rows of {zoo.url!r} would both be written to {path}")
-        seen.add(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    records = zoo.models.to_dict("records")
+    steps = [py_value(r.get("step")) for r in records]
+    paths = [
+        model_path(dst, str(r["model"]), ("" if step is None else f"@{step}") + ext)
+        for r, step in zip(records, steps, strict=True)
+    ]
+
+    def write(tmp: Path, i: int, meta: dict[str, Any], vector: np.ndarray) -> None:
         tensors = row_state_dict(layout, vector)
         if format == "safetensors":
-            from safetensors.torch import save_file
-
-            save_file(tensors, str(path), metadata=_encode_header(meta, layout, i))
+            save_file(tensors, str(tmp), metadata=_encode_header(meta, layout, i))
         else:
-            torch.save(tensors, path)
-            row = {k: v for k, v in meta.items() if py_value(v) is not None}
-            record = {"file": path.relative_to(dst).as_posix(), "row": row}
-            sidecar.append(json.dumps(record, default=_json_default))
-        files.append(path)
+            torch.save(tensors, tmp)
+
+    dst.mkdir(parents=True, exist_ok=True)
+    files = write_rows(
+        zoo, paths, write, batch_rows=batch, progress=progress, desc=f"{format} rows"
+    )
     if format == "state-dict":
-        (dst / SIDECAR).write_text("".join(line + "\n" for line in sidecar), encoding="utf-8")
-        (dst / LAYOUT_FILE).write_text(json.dumps(layout.to_dict(), indent=1), encoding="utf-8")
-        files += [dst / SIDECAR, dst / LAYOUT_FILE]
+        lines = [
+            json.dumps(
+                {
+                    "file": path.relative_to(dst).as_posix(),
+                    "row": {k: v for k, v in meta.items() if py_value(v) is not None},
+                },
+                default=_json_default,
+            )
+            for path, meta in zip(paths, records, strict=True)
+        ]
+        files.append(write_atomic(dst / SIDECAR, "".join(line + "\n" for line in lines)))
+        files.append(write_atomic(dst / LAYOUT_FILE, json.dumps(layout.to_dict(), indent=1)))
     return files
 
 
