@@ -1,19 +1,19 @@
 """Import and export of the published model-zoo formats (``../shared/design/FORMATS.md``).
 
-One module per format; each streams row by row (never a whole zoo in memory) through a
-:class:`~wspace.Writer` on import and from a :class:`~wspace.Zoo` on export. Formats are looked
-up by name in :data:`FORMATS` and their modules imported only when used.
+One module per format; each streams (never a whole zoo in memory) through an
+:class:`~wspace.io._common.ImportSession` on import and from a :class:`~wspace.Zoo` on export.
+Formats are looked up by name in :data:`FORMATS` and their modules imported only when used.
 
 Every module exposes two functions with these signatures::
 
-    def import_zoo(src, url, *, storage_options=None, progress=True, **options) -> ImportReport
-    def export_zoo(zoo, dst, *, progress=True, **options) -> list[pathlib.Path]
+    def import_zoo(src, url, *, storage_options=None, progress=True, format, **options)
+        -> ImportReport
+    def export_zoo(zoo, dst, *, progress=True, format, **options) -> list[pathlib.Path]
 
-``import_zoo`` creates the store at ``url`` if it does not exist (with the layout the source
-implies) and appends every model; a model that fails validation raises a
-:class:`~wspace.WspaceError` naming the file, and nothing of that model is committed.
-``export_zoo`` writes the rows of ``zoo`` (any selection) under ``dst`` and returns the files
-written.
+All importers give the same guarantees (see :func:`import_zoo` and ``docs/formats.md``): the
+source is checked before anything is written, a model is committed whole or not at all,
+commits fall between models, the store is created with the first model appended, and a re-run
+skips the models already there.
 
 Examples
 --------
@@ -127,7 +127,34 @@ def import_zoo(
     progress: bool = True,
     **options: Any,
 ) -> ImportReport:
-    """Import ``src`` in format ``fmt`` into the store at ``url`` (created when missing)."""
+    """Import ``src`` in format ``fmt`` into the store at ``url`` (created when missing).
+
+    Parameters
+    ----------
+    fmt
+        A name of :data:`FORMATS`.
+    src
+        The file or folder to import (what each format reads: ``docs/formats.md``).
+    url, storage_options
+        The store, created with the first model appended (an import that fails before that
+        leaves no store); an existing architecture group with the same tensors is reused
+        whatever its name.
+    progress
+        Show tqdm progress bars.
+    **options
+        The format's own options, and those of every importer: ``commit_rows`` (alias
+        ``commit_every``; commit once this many rows of complete models are pending,
+        default the store's ``commit_every``, 256; 4096 for ``cnn-zoo``),
+        ``allow_nonfinite`` (store NaN/infinite weights instead of refusing the model) and
+        ``codec`` (of a store the import creates). Values may be strings, as ``-O KEY=VALUE``
+        gives them; an unknown option is an error.
+
+    Returns the :class:`ImportReport`. The structure of the whole source is checked first (a
+    problem raises an error naming the file, and nothing is written); models already in the
+    store are skipped; all rows of a model are checked before any is appended and commits
+    fall between models, so a problem found while reading values stops the import after the
+    last complete model, with nothing of the failing one committed.
+    """
     module = get_format(fmt).load()
     report: ImportReport = module.import_zoo(
         src, url, storage_options=storage_options, progress=progress, format=fmt, **options
@@ -138,7 +165,13 @@ def import_zoo(
 def export_zoo(
     zoo: Zoo, dst: str | os.PathLike[str], fmt: str, *, progress: bool = True, **options: Any
 ) -> list[Path]:
-    """Export the rows of ``zoo`` to ``dst`` in format ``fmt``; return the files written."""
+    """Export the rows of ``zoo`` (any selection) to ``dst`` in format ``fmt``.
+
+    ``options`` are the format's own and ``batch_rows`` (alias ``batch_size``: rows read from
+    the store at once); an unknown option is an error. Every file is written to a temporary
+    name and moved into place (complete or absent); model names become paths below ``dst``
+    only. Returns the files written.
+    """
     module = get_format(fmt).load()
     files: list[Path] = module.export_zoo(zoo, dst, progress=progress, format=fmt, **options)
     return files

@@ -1,14 +1,10 @@
 """What the format modules of :mod:`wspace.io` share: importing, exporting, options, names.
 
-Every importer writes through an :class:`ImportSession`: it skips models the store already
-holds, checks all rows of a model before appending any, creates the store (or the architecture
-group) on the first model it appends (an existing group with the same tensors is reused
-whatever its name), and commits only between models, once ``commit_rows`` rows are pending.
-Exporters write one file per row with :func:`write_rows` (each file appears complete or not at
-all, see :func:`atomic_file`). Options come from the command line as strings:
-:func:`option_bool` and :func:`option_int` read them, and an option a format does not know is
-refused (:func:`no_unknown_options`). Model names become file paths only through
-:func:`model_path`, which never leaves the destination folder.
+Every importer writes through an :class:`ImportSession` (whole models, commits between them,
+the store created with the first model); every exporter writes its files whole or not at all
+(:func:`write_rows`, :func:`write_atomic`). Options come from the command line as strings
+(:func:`option_bool`, :func:`option_int`); one a format does not know is refused. Model names
+become file paths only through :func:`model_path`, which never leaves the destination folder.
 
 Examples
 --------
@@ -366,8 +362,7 @@ def first_by_model(frame: pd.DataFrame, column: str) -> dict[str, Any]:
 
 
 # -- importing -----------------------------------------------------------------------------------
-Row = tuple[Any, Mapping[str, Any]]
-"""One row to import: weights (flat vector or ``{name: tensor}``) and its metadata."""
+Row = tuple[Any, Mapping[str, Any]]  # weights (flat vector or {name: tensor}), metadata
 
 
 class ImportSession:
@@ -407,7 +402,7 @@ class ImportSession:
         allowed = rest.pop("allow_nonfinite", allow_nonfinite)
         self.allow_nonfinite = option_bool(allowed, "allow_nonfinite")
         codec = rest.pop("codec", None)
-        self.create_options = {} if codec is None else {"codec": str(codec)}
+        self.create_options: dict[str, Any] = {} if codec is None else {"codec": str(codec)}
         no_unknown_options(rest, fmt)
         self.url = url
         self.storage_options = storage_options
@@ -472,9 +467,9 @@ class ImportSession:
             at = where[0] if where else None
             arch, writer = self._group(layout)
             self._seen.add(model)
-            self._partial = True
             for vector, meta in checked:
                 writer.append(vector, model=model, arch=arch, **meta)
+                self._partial = True  # rows of the model are in the writer
             self._partial = False
         except WspaceError as exc:
             raise exc if at is None else type(exc)(f"{at}: {exc}") from None
@@ -494,7 +489,7 @@ class ImportSession:
             same = (n for n, a in (archs or {}).items() if a.layout.tensors == layout.tensors)
             name = next(same, None)
             if name is None:
-                self._add_group(layout, store_exists=archs is not None)
+                self._add_group(layout, create_store=archs is None)
                 name = layout.name
             self._groups.append((layout, name))
         if self._writer is None:
@@ -509,16 +504,15 @@ class ImportSession:
             self.report.archs.append(name)
         return name, self._writer
 
-    def _add_group(self, layout: Layout, *, store_exists: bool) -> None:
-        if not store_exists:
+    def _add_group(self, layout: Layout, *, create_store: bool) -> None:
+        where = self.storage_options
+        if create_store:
             try:
-                create(
-                    self.url, layout, storage_options=self.storage_options, **self.create_options
-                )
+                create(self.url, layout, storage_options=where, **self.create_options)
                 return
             except StoreExistsError:  # created meanwhile by another process
                 pass
-        add_arch(self.url, layout, storage_options=self.storage_options)
+        add_arch(self.url, layout, storage_options=where)
 
     def _vector(self, weights: Any, layout: Layout, model: str) -> np.ndarray:
         where = f"store {str(self.url)!r}, model {model!r}"

@@ -401,12 +401,6 @@ def import_zoo(
     ----------
     src
         A folder (its files matching ``pattern``, in name order) or one ``.h5`` file.
-    url, storage_options
-        The store; created (or given the architecture group) when missing.
-    progress
-        Show a progress bar.
-    format
-        ``"keras-h5"`` (passed by :func:`wspace.io.import_zoo`).
     pattern
         Glob of the files to read in a folder (``binary_oneVall_*_weights.h5`` for
         ``save_weights`` files).
@@ -414,8 +408,7 @@ def import_zoo(
         ``"keras"`` stores the tensors as in the files, group ``lenet5-keras``; ``"torch"``
         converts them exactly to the torch-convention group ``lenet5``.
     **options
-        The importer options of :class:`~wspace.io._common.ImportSession` (``commit_rows``,
-        ``allow_nonfinite``, ``codec``).
+        As for :func:`wspace.io.import_zoo`: ``commit_rows``, ``allow_nonfinite``, ``codec``.
 
     Rows get ``model="{class}_{count}"``, ``cls`` and ``count`` from the file name. Models the
     store already holds are skipped. The names and the structure of every file (datasets,
@@ -487,10 +480,6 @@ def export_zoo(
         one row per model.
     dst
         Folder to write (created).
-    progress
-        Show a progress bar.
-    format
-        ``"keras-h5"`` (passed by :func:`wspace.io.export_zoo`).
     weights_only
         Write ``save_weights`` files (layer groups at the root) instead of full-model files.
     overwrite

@@ -196,8 +196,7 @@ def import_zoo(
         Architecture-group name for the layout of the first checkpoint (an existing group
         with the same tensors is used whatever its name).
     **options
-        The importer options of :class:`~wspace.io._common.ImportSession` (``commit_rows``,
-        ``allow_nonfinite``, ``codec``).
+        As for :func:`wspace.io.import_zoo`: ``commit_rows``, ``allow_nonfinite``, ``codec``.
 
     Raises
     ------

@@ -299,17 +299,12 @@ def import_zoo(
     src
         A split CSV, or a folder whose CSVs (``csv`` glob, default ``*.csv``) are all split
         CSVs.
-    url, storage_options
-        The store.
-    progress
-        Show a progress bar over runs.
     csv
         Glob of the split CSVs in ``src``.
     root
         Folder the CSVs' relative ``path`` values start from (default: the CSV's folder).
     **options
-        The importer options of :class:`~wspace.io._common.ImportSession` (``commit_rows``,
-        ``allow_nonfinite``, ``codec``); a run is never split between commits.
+        As for :func:`wspace.io.import_zoo`: ``commit_rows``, ``allow_nonfinite``, ``codec``.
 
     Raises
     ------

@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -309,8 +309,6 @@ def export_zoo(
         A LeNet-5 zoo (torch ``lenet5`` or Keras ``lenet5-keras`` convention), any selection.
     dst
         A folder (the file gets its published, time-stamped name) or a ``.pkl`` path.
-    progress
-        Show a progress bar.
     format
         ``"modelwise-pickle"`` or ``"layerwise-pickle"``.
     overwrite
@@ -346,11 +344,13 @@ def export_zoo(
 
 
 # -- import -----------------------------------------------------------------------------------
-def _shape_of(obj: Any) -> str:
-    """What was found instead, for an error message: a dict's keys or the type's name."""
-    if isinstance(obj, dict):
-        return f"a dict with keys {listing(obj)}"
-    return f"a {type(obj).__name__}"
+def _dict_with(obj: Any, keys: Sequence[str], what: str) -> dict[str, Any]:
+    """``obj`` if it is a dict with exactly ``keys``; else an error ``what`` and what was found
+    instead (a dict's keys or the type's name)."""
+    if not isinstance(obj, dict) or set(obj) != set(keys):
+        found = f"dict with keys {listing(obj)}" if isinstance(obj, dict) else type(obj).__name__
+        raise SchemaMismatchError(f"{what}; got a {found}")
+    return obj
 
 
 def _tensor(value: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
@@ -381,11 +381,7 @@ def _items(data: Any, where: str, kind: str, keys: list[str]) -> Iterator[tuple[
 
     def items() -> Iterator[tuple[int, Any]]:
         for i, item in enumerate(_drain(data)):
-            if not isinstance(item, dict) or set(item) != set(keys):
-                raise SchemaMismatchError(
-                    f"{where}: item {i} must be a dict with keys {keys}; got {_shape_of(item)}"
-                )
-            yield i, item
+            yield i, _dict_with(item, keys, f"{where}: item {i} must be a dict with keys {keys}")
 
     return items()
 
@@ -398,13 +394,8 @@ def _modelwise_rows(data: Any, where: str) -> Iterator[tuple[str, dict[str, np.n
         model = item["model"]
         if not isinstance(model, str) or not model:
             raise SchemaMismatchError(f"{where}: item {i} has model {model!r}, not a name")
-        by_layer = item["parameters_by_layer"]
-        if not isinstance(by_layer, dict) or set(by_layer) != set(paths):
-            found = _shape_of(by_layer)
-            raise SchemaMismatchError(
-                f"{where}: model {model!r}: parameters_by_layer must map the h5 paths "
-                f"{listing(paths)}; got {found}"
-            )
+        must = f"{where}: model {model!r}: parameters_by_layer must map the h5 paths"
+        by_layer = _dict_with(item["parameters_by_layer"], paths, f"{must} {listing(paths)}")
         tensors = {
             p: _tensor(by_layer[p], shapes[p], f"{where}: model {model!r}: {p}") for p in paths
         }
@@ -439,12 +430,8 @@ def _layerwise_rows(
         if not isinstance(cls, str) or not cls or cls in seen:
             raise SchemaMismatchError(f"{where}: item {i} has class {cls!r} (empty or repeated)")
         seen.add(cls)
-        if not isinstance(parameters, dict) or set(parameters) != set(LENET5_LAYERS):
-            found = _shape_of(parameters)
-            raise SchemaMismatchError(
-                f"{where}: class {cls!r}: parameters must map the layers "
-                f"{listing(LENET5_LAYERS)}; got {found}"
-            )
+        must = f"{where}: class {cls!r}: parameters must map the layers {listing(LENET5_LAYERS)}"
+        parameters = _dict_with(parameters, LENET5_LAYERS, must)
         counts = {
             layer: len(rows) if isinstance(rows, list) else -1 for layer, rows in parameters.items()
         }
@@ -489,10 +476,6 @@ def import_zoo(
     ----------
     src
         A ``.pkl`` file, or a folder: its files with the format's published prefix.
-    url, storage_options
-        The store; created (or given the architecture group) when missing.
-    progress
-        Show a progress bar.
     format
         ``"modelwise-pickle"`` or ``"layerwise-pickle"``.
     sidecar
@@ -502,8 +485,7 @@ def import_zoo(
     convention
         ``"keras"`` (group ``lenet5-keras``) or ``"torch"`` (converted exactly, group ``lenet5``).
     **options
-        The importer options of :class:`~wspace.io._common.ImportSession` (``commit_rows``,
-        ``allow_nonfinite``, ``codec``).
+        As for :func:`wspace.io.import_zoo`: ``commit_rows``, ``allow_nonfinite``, ``codec``.
 
     Rows get ``model`` and, when the name is ``{class}_{count}``, ``cls`` and ``count``
     (layerwise: ``cls`` is the pickle's class). Models already in the store are skipped. Each

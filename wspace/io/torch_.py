@@ -358,8 +358,7 @@ def import_zoo(
     key
         For state-dict files holding a checkpoint dict: the key of the state_dict in it.
     **options
-        The importer options of :class:`~wspace.io._common.ImportSession` (``commit_rows``,
-        ``allow_nonfinite``, ``codec``).
+        As for :func:`wspace.io.import_zoo`: ``commit_rows``, ``allow_nonfinite``, ``codec``.
 
     Raises
     ------
