@@ -174,7 +174,7 @@ def test_source_files(tmp_path):
     assert source_files(tmp_path / "b.h5", "*.x", what="x") == [tmp_path / "b.h5"]
     with pytest.raises(SourceNotFoundError, match="no .x files under"):
         source_files(tmp_path, "*.x", what=".x files")
-    with pytest.raises(SourceNotFoundError, match="no file or folder"):
+    with pytest.raises(SourceNotFoundError, match="gone': no such file or folder"):
         source_files(tmp_path / "gone", "*", what="x")
 
 

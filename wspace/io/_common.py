@@ -233,7 +233,7 @@ def source_files(
     if src.is_file():
         return [src]
     if not src.is_dir():
-        raise SourceNotFoundError(f"no file or folder {str(src)!r} to import {what} from")
+        raise SourceNotFoundError(f"{str(src)!r}: no such file or folder")
     found = {
         p
         for pattern in ([patterns] if isinstance(patterns, str) else patterns)

@@ -195,11 +195,16 @@ def write_file(
         Value of the ``keras_version`` attributes.
     """
     with atomic_file(path) as tmp:
-        _write_h5(tmp, tensors, weights_only=weights_only, keras_version=keras_version)
+        _write_h5(tmp, tensors, weights_only, keras_version, where=repr(os.fspath(path)))
 
 
 def _write_h5(
-    path: Path, tensors: Mapping[str, np.ndarray], *, weights_only: bool, keras_version: str
+    path: Path,
+    tensors: Mapping[str, np.ndarray],
+    weights_only: bool,
+    keras_version: str,
+    *,
+    where: str,
 ) -> None:
     expected = lenet5_keras_layout()
     with h5py.File(path, "w") as f:
@@ -223,7 +228,8 @@ def _write_h5(
                 value = np.asarray(tensors[spec.source_name], dtype=np.float32)
                 if value.shape != spec.shape:
                     raise SchemaMismatchError(
-                        f"{spec.source_name} must have shape {spec.shape}, got {value.shape}"
+                        f"{where}: {spec.source_name} must have shape {spec.shape}, got "
+                        f"{value.shape}"
                     )
                 name = f"{layer}/{spec.name.rpartition('/')[2]}:0"
                 group.create_dataset(name, value.shape, dtype=np.float32)[...] = value
@@ -496,9 +502,9 @@ def export_zoo(
     paths = [folder / file_name(cls, count) for cls, count in _names(zoo)]
     only_weights = option_bool(weights_only, "weights_only")
 
-    def write(tmp: Path, _i: int, _meta: dict[str, Any], row: np.ndarray) -> None:
-        tensors = {name: row[i].reshape(shape) for name, (i, shape) in index.items()}
-        _write_h5(tmp, tensors, weights_only=only_weights, keras_version=KERAS_VERSION)
+    def write(tmp: Path, i: int, _meta: dict[str, Any], row: np.ndarray) -> None:
+        tensors = {name: row[at].reshape(shape) for name, (at, shape) in index.items()}
+        _write_h5(tmp, tensors, only_weights, KERAS_VERSION, where=repr(str(paths[i])))
 
     folder.mkdir(parents=True, exist_ok=True)
     return write_rows(

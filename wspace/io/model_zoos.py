@@ -153,8 +153,8 @@ def _read_results(path: Path) -> list[dict[str, Any]]:
 
 
 def _trials(src: Path) -> list[_Trial]:
-    if src.is_file():
-        raise SourceNotFoundError(f"{src} is a file, not a folder of Ray Tune trials")
+    if not src.is_dir():
+        raise SourceNotFoundError(f"no folder {src} of Ray Tune trials")
     what = f"trial folder (with {RESULT_FILE})"
     results = source_files(src, RESULT_FILE, what=what, recursive=True)
     trials = []

@@ -267,7 +267,9 @@ def scan(src: str | os.PathLike[str], *, csv: str | None = None, root: Any = Non
     arch_cache: dict[Any, Any] = {}
     seen: dict[str, str] = {}
     pattern = csv or "*.csv"
-    for csv_path in source_files(src, pattern, what=f"split CSV ({pattern}; -O csv=GLOB)"):
+    for csv_path in source_files(
+        src, pattern, what=f"split CSV {pattern!r} (pass the CSV or -O csv=GLOB)"
+    ):
         frame = _read_csv(csv_path)
         base = Path(root) if root is not None else csv_path.parent
         for i, record in enumerate(frame.to_dict("records")):
