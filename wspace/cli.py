@@ -459,7 +459,7 @@ def report_all(
             help="Run the slice meta-classifiers (default: unless --fast or < 50 networks).",
         ),
     ] = None,
-    meta_epochs: Annotated[int, typer.Option(help="Epochs per meta-classifier.")] = 15,
+    meta_epochs: Annotated[int, typer.Option(help="Epochs per meta-classifier.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of splits and classifiers.")] = 0,
     arch: Annotated[str | None, typer.Option(help="Architecture group.")] = None,
 ) -> None:

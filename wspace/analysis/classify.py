@@ -28,6 +28,7 @@ from wspace.analysis.features import (
 )
 from wspace.analysis.intervals import wilson_interval
 from wspace.analysis.split import chance_rates, encode_target, select_rows, split_models
+from wspace.analysis.threads import limit_threads
 from wspace.errors import SchemaMismatchError, listing
 from wspace.zoo import Zoo
 
@@ -131,6 +132,7 @@ def classify_weights(
     bins: int | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     n_jobs: int | None = None,
+    threads: int | None = 1,
 ) -> ClassificationResult:
     """Predict ``target`` from weights with each classifier, on one train/test split.
 
@@ -164,6 +166,9 @@ def classify_weights(
         Largest raw feature matrix held in memory.
     n_jobs
         Parallel jobs for the random forest.
+    threads
+        BLAS/OpenMP threads while fitting (see :mod:`wspace.analysis.threads`; ``None``: the
+        libraries' settings).
 
     Examples
     --------
@@ -218,12 +223,13 @@ def classify_weights(
     predictions: dict[str, np.ndarray] = {}
     for name, estimator in estimators.items():
         start = time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, limit_threads(threads):
             warnings.simplefilter("always", ConvergenceWarning)
             estimator.fit(x_train, y_train)
         for warning in caught:  # an unconverged MLP is a result to report, not a failure
             log.info("%s on %s: %s", name, description, warning.message)
-        predicted = np.asarray(estimator.predict(x_test))
+        with limit_threads(threads):
+            predicted = np.asarray(estimator.predict(x_test))
         seconds = time.perf_counter() - start
         correct = int((predicted == y_test).sum())
         low, high = wilson_interval(correct, len(y_test))

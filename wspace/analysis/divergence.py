@@ -16,9 +16,11 @@ histograms with disjoint support.
 
 A histogram of finitely many weights is noisy, so two groups drawn from one distribution have a
 small positive divergence, larger for small layers and many bins. The same pass therefore also
-counts the histograms of the groups after shuffling the group labels between networks (same
-group sizes): the summary's ``null_js`` is that noise floor, and ``mean_js`` well above it is
-a real difference between the groups.
+counts the histograms of the groups after shuffling the group labels between networks
+(``shuffles`` times, same group sizes): a permutation test. The summary's ``null_js`` is the
+noise floor (mean over shuffles), and ``p_value`` the share of shuffles (counting the observed
+labelling) whose mean divergence reaches the observed one: a small ``p_value`` means the layer
+really differs between groups.
 """
 
 from __future__ import annotations
@@ -71,8 +73,8 @@ class DivergenceResult:
     summary: pd.DataFrame
     """Per layer: ``params``, ``mean_js`` (mean over distinct pairs of groups), ``min_js``,
     ``max_js``, the pair with the largest divergence (``max_pair``), ``null_js`` (mean over
-    pairs with the labels shuffled between networks: the noise floor) and ``ratio``
-    (``mean_js / null_js``)."""
+    pairs with the labels shuffled between networks, averaged over shuffles: the noise
+    floor), ``ratio`` (``mean_js / null_js``) and ``p_value`` (permutation test)."""
     histograms: xr.DataArray
     """``(layer, group, bin)`` counts of parameter values."""
     edges: xr.DataArray
@@ -82,14 +84,14 @@ class DivergenceResult:
         """The summary as Markdown."""
         lines = [
             "| layer | params | mean JS | min JS | max JS | most different pair "
-            "| shuffled-label JS | mean / shuffled |",
-            "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
+            "| shuffled-label JS | mean / shuffled | p-value |",
+            "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
         ]
         for layer, r in self.summary.iterrows():
             lines.append(
                 f"| {layer} | {int(r.params):,} | {r.mean_js:.{digits}f} | "
                 f"{r.min_js:.{digits}f} | {r.max_js:.{digits}f} | {r.max_pair} | "
-                f"{r.null_js:.{digits}f} | {r.ratio:.1f} |"
+                f"{r.null_js:.{digits}f} | {r.ratio:.1f} | {r.p_value:.2f} |"
             )
         return "\n".join(lines)
 
@@ -97,16 +99,16 @@ class DivergenceResult:
 def _hist_block(
     block: np.ndarray, codes: np.ndarray, lo: float, hi: float, bins: int, groups: int
 ) -> np.ndarray:
-    """Counts of each (labelling, group, bin) in one chunk: ``(1, 2 * groups * bins)``.
+    """Counts of each (labelling, group, bin) in one chunk: ``(1, labellings * groups * bins)``.
 
-    ``codes`` has two columns: the group of each row, and its shuffled group.
+    ``codes`` has one column per labelling: the group of each row, then its shuffled groups.
     """
     keep = codes[:, 0] >= 0
     width = (hi - lo) / bins if hi > lo else 1.0
     binned = np.clip(((block[keep] - lo) / width).astype(np.int64), 0, bins - 1)  # edge bins
     out = [
         np.bincount((binned + codes[keep, c, None] * bins).ravel(), minlength=groups * bins)
-        for c in range(2)
+        for c in range(codes.shape[1])
     ]
     return np.concatenate(out)[None, :].astype(np.int64)
 
@@ -119,6 +121,7 @@ def layer_divergence(
     clip: float = 0.0,
     layers: Iterable[str] | None = None,
     steps: Iterable[int] | slice | None = None,
+    shuffles: int = 19,
     seed: int = 0,
 ) -> DivergenceResult:
     """Jensen-Shannon divergence between the weight histograms of groups, per layer.
@@ -139,8 +142,10 @@ def layer_divergence(
         Layers to compare (default: all, in layout order).
     steps
         ``None``: each network's final row; steps: the rows at those steps.
+    shuffles
+        Label shuffles of the permutation test (19: the smallest p-value is 0.05); 0 skips it.
     seed
-        Seed of the label shuffle that gives the noise floor ``null_js``.
+        Seed of the label shuffles.
 
     Examples
     --------
@@ -160,7 +165,9 @@ def layer_divergence(
     groups = len(target.classes)
     if groups < 1:
         raise SchemaMismatchError(f"store {zoo.url!r}: no row has a value in {by!r}")
-    both = np.stack([target.codes, _shuffled(rows, target.codes, seed)], axis=1)
+    rng = np.random.default_rng(seed)
+    labellings = [target.codes] + [_shuffled(rows, target.codes, rng) for _ in range(shuffles)]
+    every = np.stack(labellings, axis=1)
     names = list(zoo.layout.layers) if layers is None else list(layers)
     datas = [rows.layer(name).data for name in names]  # validates the names
     # pass 1: shared bin edges per layer
@@ -173,7 +180,7 @@ def layer_divergence(
     counts = []
     for data, (lo, hi) in zip(datas, bounds, strict=True):
         data = data.rechunk({1: -1})
-        codes = da.from_array(both, chunks=(data.chunks[0], 2))
+        codes = da.from_array(every, chunks=(data.chunks[0], len(labellings)))
         per_chunk = da.map_blocks(
             _hist_block,
             data,
@@ -182,14 +189,16 @@ def layer_divergence(
             float(hi),
             bins,
             groups,
-            chunks=((1,) * data.numblocks[0], (2 * groups * bins,)),
+            chunks=((1,) * data.numblocks[0], (len(labellings) * groups * bins,)),
             dtype=np.int64,
         )
         counts.append(per_chunk.sum(axis=0))
     (totals,) = dask.compute(counts)
-    both_hist = np.stack([t.reshape(2, groups, bins) for t in totals])  # (layer, 2, group, bin)
-    hist, null_hist = both_hist[:, 0], both_hist[:, 1]
-    matrix, null = _pairwise(hist), _pairwise(null_hist)
+    # (layer, labelling, group, bin)
+    every_hist = np.stack([t.reshape(len(labellings), groups, bins) for t in totals])
+    hist = every_hist[:, 0]
+    matrix = _pairwise(hist)
+    nulls = [_pairwise(every_hist[:, 1 + k]) for k in range(shuffles)]
     labels = [str(c) for c in target.classes]
     edges = np.stack([np.linspace(float(lo), float(hi), bins + 1) for lo, hi in bounds])
     attrs = {"by": by, "bins": bins, "clip": clip, "log_base": 2, "store": zoo.url}
@@ -208,18 +217,18 @@ def layer_divergence(
         attrs=attrs,
     )
     edge_array = xr.DataArray(edges, dims=("layer", "edge"), coords={"layer": names}, name="edges")
-    summary = _summary(zoo, names, matrix, null, labels)
+    summary = _summary(zoo, names, matrix, nulls, labels)
     return DivergenceResult(result_matrix, summary, histograms, edge_array)
 
 
-def _shuffled(rows: Zoo, codes: np.ndarray, seed: int) -> np.ndarray:
+def _shuffled(rows: Zoo, codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Group codes shuffled between networks (all rows of a network move together)."""
     models = rows.models
     keys = models["model"].astype(str).to_numpy() if "model" in models else np.arange(len(codes))
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     per_network = codes[first].copy()
     valid = per_network >= 0  # networks without a group stay out of both labellings
-    per_network[valid] = np.random.default_rng(seed).permutation(per_network[valid])
+    per_network[valid] = rng.permutation(per_network[valid])
     return np.where(codes >= 0, per_network[inverse], -1)
 
 
@@ -236,7 +245,7 @@ def _pairwise(hist: np.ndarray) -> np.ndarray:
 
 
 def _summary(
-    zoo: Zoo, names: list[str], matrix: np.ndarray, null: np.ndarray, labels: list[str]
+    zoo: Zoo, names: list[str], matrix: np.ndarray, nulls: list[np.ndarray], labels: list[str]
 ) -> pd.DataFrame:
     records = []
     upper = np.triu_indices(len(labels), k=1)
@@ -250,11 +259,18 @@ def _summary(
                 "min_js": float(pairs.min()),
                 "max_js": float(pairs.max()),
                 "max_pair": f"{labels[upper[0][best]]} / {labels[upper[1][best]]}",
-                "null_js": float(null[k][upper].mean()),
             }
-            record["ratio"] = record["mean_js"] / record["null_js"] if record["null_js"] else np.inf
+            if nulls:
+                shuffled = np.array([null[k][upper].mean() for null in nulls])
+                floor = float(shuffled.mean())
+                record["null_js"] = floor
+                record["ratio"] = record["mean_js"] / floor if floor else np.inf
+                reached = int((shuffled >= record["mean_js"]).sum())
+                record["p_value"] = (1 + reached) / (1 + len(nulls))
+            else:
+                record |= {"null_js": np.nan, "ratio": np.nan, "p_value": np.nan}
         else:
             record |= {"mean_js": np.nan, "min_js": np.nan, "max_js": np.nan, "max_pair": ""}
-            record |= {"null_js": np.nan, "ratio": np.nan}
+            record |= {"null_js": np.nan, "ratio": np.nan, "p_value": np.nan}
         records.append(record)
     return pd.DataFrame.from_records(records).set_index("layer")

@@ -33,6 +33,7 @@ from torch import nn
 from wspace.analysis.intervals import wilson_interval
 from wspace.analysis.slice_cnn import SliceCNN
 from wspace.analysis.split import chance_rates, encode_target, select_rows, split_models
+from wspace.analysis.threads import limit_threads
 from wspace.errors import SchemaMismatchError, listing
 from wspace.layout import Layout
 from wspace.zoo import Zoo
@@ -100,8 +101,12 @@ class MetaResult:
     """Snapshots (rows) in the training split."""
     n_test_rows: int
     """Snapshots (rows) in the test split."""
+    unit: str
+    """What ``accuracy`` counts: ``"network"`` (probabilities averaged over a network's
+    positions and snapshots) or ``"row"`` (per snapshot, when the target changes within a
+    network, e.g. ``step``)."""
     accuracy: float | None
-    """Per test network (probabilities averaged over its positions and snapshots)."""
+    """Per test network (or row, see ``unit``)."""
     ci_low: float | None
     """95 % Wilson interval of ``accuracy``."""
     ci_high: float | None
@@ -111,7 +116,8 @@ class MetaResult:
     slice_accuracy: float | None
     """Per single slice (the reference's "local" accuracy)."""
     chance: dict[str, float]
-    """``majority`` and ``uniform`` chance rates of the test networks (classification)."""
+    """``majority`` and ``uniform`` chance rates of the test networks or rows
+    (classification)."""
     mae: float | None
     """Mean absolute error per test network (regression)."""
     baseline_mae: float | None
@@ -126,7 +132,7 @@ class MetaResult:
     def summary(self) -> dict[str, Any]:
         """The headline numbers as a flat dict (one table row)."""
         keys = (
-            "part", "target", "task", "accuracy", "ci_low", "ci_high", "row_accuracy",
+            "part", "target", "task", "unit", "accuracy", "ci_low", "ci_high", "row_accuracy",
             "slice_accuracy", "mae", "baseline_mae", "n_train_networks", "n_test_networks",
             "n_train_rows", "n_test_rows", "epochs", "seconds",
         )  # fmt: skip
@@ -166,6 +172,7 @@ def meta_classifier(
     task: str = "auto",
     seed: int = 0,
     device: str | None = None,
+    threads: int | None = 1,
 ) -> MetaResult:
     """Train the 1-D CNN meta-classifier on weight slices and score it on held-out networks.
 
@@ -202,6 +209,9 @@ def meta_classifier(
         Seeds the split, the slice positions and the network.
     device
         torch device (default: CUDA when available, else CPU).
+    threads
+        torch CPU threads while training (see :mod:`wspace.analysis.threads`; ``None``:
+        torch's setting).
 
     Examples
     --------
@@ -247,7 +257,7 @@ def meta_classifier(
     region_t = torch.from_numpy(region).to(dev)
     offsets = torch.arange(slice_length, device=dev)
     rng = np.random.default_rng(seed)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), limit_threads(threads):
         torch.manual_seed(seed)
         net = SliceCNN(slice_length, n_out, width=width).to(dev)
         optimizer = torch.optim.Adam(net.parameters(), lr=lr)
@@ -280,6 +290,12 @@ def meta_classifier(
                 record["train_accuracy"] = correct / max(seen, 1)
             history.append(record)
             log.info("meta-classifier %s epoch %d: %s", part, epoch + 1, record)
+        _recalibrate(
+            net,
+            _train_slices(
+                train_rows, train_values, region_t, offsets, slices_per_row, batch_size, rng, dev
+            ),
+        )
         row_out, slice_hits = _evaluate(
             net, test_rows, region_t, offsets, slice_length, positions, batch_size, kind, dev,
             values[split.test],
@@ -294,6 +310,9 @@ def meta_classifier(
         "n_train_rows": len(split.train), "n_test_rows": len(split.test), "classes": classes,
         "history": history,
     }  # fmt: skip
+    if groups is not None and not _constant_per_network(test_values, groups):
+        groups = None  # the target changes within a network (e.g. step): score rows, not networks
+    common["unit"] = "network" if groups is not None else "row"
     if kind == "classify":
         scores, first = _per_network(row_out, test_values, groups)
         predicted = scores.argmax(1)
@@ -383,6 +402,35 @@ def _train_slices(
         yield from drain(final=True)
 
 
+CALIBRATION_BATCHES = 32
+"""Training mini-batches that re-estimate the batch-normalisation statistics after training."""
+
+
+@torch.no_grad()
+def _recalibrate(net: nn.Module, stream: Iterator[tuple[torch.Tensor, np.ndarray]]) -> None:
+    """Replace the running batch-norm statistics by exact averages under the final weights.
+
+    The running statistics start at mean 0 / variance 1 and decay by 0.9 per step; raw
+    weights have variances near 1e-3, so after a short training the running variances are
+    still dominated by their starting value and the network in evaluation mode predicts one
+    class. Averaging over :data:`CALIBRATION_BATCHES` training batches (dropout off) fixes it.
+    """
+    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm1d)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average
+    net.eval()
+    for norm in norms:
+        norm.train()
+    for k, (x, _) in enumerate(stream):
+        if k == CALIBRATION_BATCHES:
+            break
+        net(x)
+    for norm in norms:
+        norm.momentum = 0.1
+    net.eval()
+
+
 def _slices(
     weights: torch.Tensor, region: torch.Tensor, offsets: torch.Tensor, starts: torch.Tensor
 ) -> torch.Tensor:
@@ -424,6 +472,11 @@ def _evaluate(
         outputs.append((summed / len(starts)).cpu().numpy())
     total = len(rows) * len(starts)
     return np.concatenate(outputs), hits / max(total, 1)
+
+
+def _constant_per_network(values: np.ndarray, groups: np.ndarray) -> bool:
+    frame = pd.DataFrame({"group": groups, "value": values})
+    return bool((frame.groupby("group")["value"].nunique() <= 1).all())
 
 
 def _per_network(

@@ -220,15 +220,18 @@ def plot_divergence_summary(result: DivergenceResult, path: str | Path) -> Path:
     ax.bar(x + 0.2, summary["null_js"].to_numpy(float), 0.4, color="0.65",
            label="shuffled labels (noise floor)")  # fmt: skip
     tops = summary["max_js"].to_numpy(float)
-    for xi, (top, ratio) in enumerate(zip(tops, summary["ratio"], strict=True)):
-        ax.text(xi - 0.2, top * 1.15, f"{ratio:.1f}x", ha="center", va="bottom", fontsize=8)
+    for xi, (top, ratio, p) in enumerate(
+        zip(tops, summary["ratio"], summary["p_value"], strict=True)
+    ):
+        ax.text(xi - 0.2, top * 1.15, f"{ratio:.1f}x\np={p:.2f}", ha="center", va="bottom",
+                fontsize=8)  # fmt: skip
     ax.set_xticks(x, [f"{layer}\n({int(p):,} params)" for layer, p in summary["params"].items()],
                   fontsize=8)  # fmt: skip
     ax.set_yscale("log")
     low, high = ax.get_ylim()
-    ax.set_ylim(low, high * 4)  # room for the labels and the legend
+    ax.set_ylim(low, high * 8)  # room for the labels and the legend
     ax.set_ylabel("JS divergence (bits, log scale)")
-    ax.set_xlabel("layer (label: between-group mean / noise floor)")
+    ax.set_xlabel("layer (label: between-group mean / noise floor, permutation p-value)")
     ax.set_title(f"Which layers separate the {result.matrix.attrs.get('by', 'group')} groups")
     ax.grid(axis="y", alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="upper left")

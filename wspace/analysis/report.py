@@ -9,6 +9,7 @@ column, metrics, curves, snapshots, enough networks).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -25,7 +26,7 @@ import wspace
 from wspace.analysis.classify import CLASSIFIERS, ClassificationResult, classify_weights
 from wspace.analysis.divergence import DivergenceResult, layer_divergence
 from wspace.analysis.features import DEFAULT_MAX_BYTES, Features, feature_width
-from wspace.analysis.meta import MetaResult, meta_classifier
+from wspace.analysis.meta import MetaResult, meta_classifier, part_region
 from wspace.analysis.metrics import CARD_METRICS, final_rows, flat_columns, metrics_table
 from wspace.analysis.plots import (
     CURVES,
@@ -41,6 +42,9 @@ from wspace.zoo import Zoo
 __all__ = ["MIN_META_NETWORKS", "ReportResult", "markdown_to_html", "write_report"]
 
 log = logging.getLogger(__name__)
+
+PARTS = ("all", "conv", "fc")
+"""Weight regions of the meta-classifiers."""
 
 MIN_META_NETWORKS = 50
 """Fewer networks than this: the meta-classifier section is skipped (too few to learn from)."""
@@ -133,7 +137,7 @@ def write_report(
     fast: bool = False,
     seed: int = 0,
     meta: bool | None = None,
-    meta_epochs: int = 15,
+    meta_epochs: int = 10,
     storage_options: Mapping[str, Any] | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> ReportResult:
@@ -362,19 +366,33 @@ def _divergence(s: _Sections, zoo: Zoo, by: str, seed: int) -> None:
         "Histograms of each layer's weights (100 bins over the layer's range) per group, "
         "compared pairwise; base-2 logarithms, so 0 is identical and 1 is disjoint. The "
         "shuffled-label column is the same statistic with the groups shuffled between networks: "
-        "the noise floor of finite histograms. A layer separates the groups when its mean is "
-        "well above its floor ([divergence.csv](divergence.csv)).",
+        "the noise floor of finite histograms; the p-value is the share of 19 shuffles (and "
+        "the observed labelling) whose mean divergence reaches the observed one "
+        "([divergence.csv](divergence.csv)).",
         "",
         result.to_markdown(),
         "",
     )
-    ranked = result.summary.sort_values("ratio", ascending=False)
-    top = ranked.index[0]
-    s.add(
-        f"Most separating layer: **{top}** (mean {ranked.loc[top, 'mean_js']:.4f}, "
-        f"{ranked.loc[top, 'ratio']:.1f}x its noise floor).",
-        "",
-    )
+    summary = result.summary
+    separating = summary[summary["p_value"] <= 0.05].sort_values("ratio", ascending=False)
+    if len(separating):
+        s.add(
+            "Layers whose weights differ between groups (permutation test over 19 label "
+            "shuffles, p <= 0.05): "
+            + ", ".join(
+                f"**{layer}** ({r.mean_js:.4f}, {r.ratio:.1f}x its floor)"
+                for layer, r in separating.iterrows()
+            )
+            + "; the other layers are indistinguishable from shuffled labels.",
+            "",
+        )
+    else:
+        s.add(
+            "No layer's divergence between groups exceeds what shuffled labels give "
+            "(permutation test, p <= 0.05): by their weight histograms alone, the groups look "
+            "alike.",
+            "",
+        )
     s.figure(
         plot_divergence_summary(result, s.out / "divergence_summary.png"),
         "Mean divergence between groups per layer, beside the shuffled-label floor.",
@@ -419,48 +437,62 @@ def _meta(
         )
         return
     steps = _upper_steps(zoo.models)
-    length = min(5000, zoo.layout.size // 2)
+    sizes = []
+    for part in ("conv", "fc"):
+        with contextlib.suppress(wspace.SchemaMismatchError):
+            sizes.append(len(part_region(zoo.layout, part)))
+    # the reference's 5,000, or half of the smallest part on small architectures
+    length = max(8, min(5000, min(sizes, default=zoo.layout.size) // 2))
+    all_steps = sorted(int(x) for x in pd.unique(zoo.models["step"].dropna())) if steps else []
+    runs: list[tuple[str, str, list[int] | None]] = [(by, part, steps) for part in PARTS]
+    if steps:  # training progress: which snapshot a slice comes from, over all snapshots
+        runs.append(("step", "all", all_steps))
     results: list[MetaResult] = []
-    for part in ("all", "conv", "fc"):
+    for target, part, chosen in runs:
         try:
             results.append(
                 meta_classifier(
-                    zoo, by, slice_length=length, steps=steps, part=part, epochs=epochs, seed=seed
+                    zoo,
+                    target,
+                    slice_length=length,
+                    steps=chosen,
+                    part=part,
+                    epochs=epochs,
+                    slices_per_row=2,
+                    seed=seed,
                 )
             )
         except wspace.SchemaMismatchError as exc:
-            s.add(f"- part `{part}` skipped: {exc}")
+            s.add(f"- `{target}` from part `{part}` skipped: {exc}", "")
     s.add(
         f"A 1-D CNN (the reference's `cnn1D_small` at width 0.25) sees one random slice of "
         f"{length:,} consecutive weights of a snapshot"
         + (f" from steps {steps[0]}-{steps[-1]}" if steps else " (final rows)")
-        + f" and predicts `{by}`; {epochs} epochs; a test network is classified from 20 "
-        "evenly spaced slices of each of its snapshots (probabilities averaged). Networks are "
-        "split 70/30 as above.",
+        + f" and predicts `{by}` from all weights, the convolutional layers only, or the fully "
+        f"connected layers only; {epochs} epochs, 2 slices per snapshot per epoch. A test "
+        "network is classified from 20 evenly spaced slices of each of its snapshots "
+        "(probabilities averaged); `slice` accuracy is that of single slices. Networks are "
+        "split 70/30 as above."
+        + (
+            f" The last row predicts the snapshot's `step` ({len(all_steps)} classes) from "
+            "slices of all snapshots, scored per snapshot: how much training progress a "
+            "slice of weights reveals."
+            if steps
+            else ""
+        ),
         "",
     )
     table = pd.DataFrame([r.summary() for r in results])
     if table.empty:
         return
     table.to_csv(s.out / "meta.csv", index=False)
-    shown = table[
-        [
-            "part",
-            "accuracy",
-            "ci_low",
-            "ci_high",
-            "row_accuracy",
-            "slice_accuracy",
-            "chance_majority",
-            "n_train_rows",
-            "n_test_networks",
-            "seconds",
-        ]
-    ]
-    s.add(_table(shown, ".3f"), "")
+    columns = ["target", "part", "unit", "accuracy", "ci_low", "ci_high", "row_accuracy",
+               "slice_accuracy", "chance_majority", "chance_uniform", "n_train_rows",
+               "n_test_rows", "seconds"]  # fmt: skip
+    s.add(_table(table[columns], ".3f"), "")
     plot_table = pd.DataFrame(
         {
-            "label": table["part"],
+            "label": table["target"] + " / " + table["part"],
             "series": "1-D CNN on slices",
             "accuracy": table["accuracy"],
             "ci_low": table["ci_low"],
@@ -472,9 +504,9 @@ def _meta(
         plot_table,
         s.out / "meta_accuracy.png",
         chance=chance,
-        title=f"Meta-classifier on weight slices: {by}",
+        title=f"Meta-classifiers on weight slices (chance lines: {by})",
     )
-    s.figure(path, "Per-network test accuracy of the slice meta-classifier per part.")
+    s.figure(path, "Test accuracy of the slice meta-classifiers per target and part.")
     s.results["meta"] = table.to_dict("records")
 
 

@@ -147,7 +147,9 @@ def split_models(
     Rows with code ``-1`` (missing target) are left out. Networks are the values of the
     ``model`` column (each row its own network if there is none). The split is stratified
     when the target is constant within each network and every class has at least two
-    networks; otherwise it is a plain random split of networks (``stratified=False``).
+    networks (the test split then grows to one network per class if ``test_size`` leaves
+    fewer, e.g. 10 of 30 networks of 10 classes); otherwise it is a plain random split of
+    networks (``stratified=False``).
 
     Examples
     --------
@@ -180,6 +182,8 @@ def split_models(
     n_test = max(1, math.ceil(test_size * len(names)))
     counts = np.bincount(labels)
     counts = counts[counts > 0]
+    if constant and counts.min() >= 2 and len(counts) <= len(names) - len(counts):
+        n_test = max(n_test, len(counts))  # room for every class in the test split
     stratify = constant and counts.min() >= 2 and len(counts) <= min(n_test, len(names) - n_test)
     if not stratify:
         log.info("split of %d networks is not stratified", len(names))
