@@ -204,13 +204,15 @@ def classify_weights(
                 "MiB); pass pca=N to project them on N components block by block, or use "
                 "features='stats'"
             )
-        matrix, explained = reduce_streamed(
-            rows, features, train, n_components=pca, standardize=standardize
-        )
+        with limit_threads(threads):
+            matrix, explained = reduce_streamed(
+                rows, features, train, n_components=pca, standardize=standardize
+            )
         x_train, x_test = matrix[train], matrix[test]
     else:
         matrix = extract(rows, features, max_bytes=max_bytes)
-        x_train, x_test, explained = _prepare(matrix[train], matrix[test], standardize, pca)
+        with limit_threads(threads):
+            x_train, x_test, explained = _prepare(matrix[train], matrix[test], standardize, pca)
     if pca is not None:
         description += f", PCA {x_train.shape[1]}"
     y_train, y_test = codes[train], codes[test]
