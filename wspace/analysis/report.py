@@ -159,8 +159,9 @@ def write_report(
     seed
         Seed of every split, classifier and meta-classifier.
     meta
-        Run the meta-classifiers (all / conv / fc slices). Default: unless ``fast`` or the zoo
-        has fewer than :data:`MIN_META_NETWORKS` networks.
+        Run the meta-classifiers (``by`` from all / conv / fc slices, and ``step`` when there
+        are snapshots). Default: unless ``fast`` or the zoo has fewer than
+        :data:`MIN_META_NETWORKS` networks.
     meta_epochs
         Training epochs of each meta-classifier.
     storage_options
@@ -171,8 +172,8 @@ def write_report(
     Examples
     --------
     >>> import tempfile, wspace
-    >>> from wspace.testing import tiny_zoo
-    >>> zoo = wspace.open(tiny_zoo("memory://doc-report", 8))
+    >>> from wspace.testing import class_zoo
+    >>> zoo = wspace.open(class_zoo("memory://doc-report", per_class=4))
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     result = write_report(zoo, tmp, fast=True)
     ...     sorted(p.name for p in result.figures)
@@ -190,6 +191,7 @@ def write_report(
     has_groups = by in models and models[by].nunique() >= 2
     s.add(f"# Weight-space report: `{zoo.url}`", "")
     _overview(s, zoo, by, networks, fast)
+    summary_at = len(s.lines)
     s.timed("metrics", lambda: _metrics(s, zoo, by))
     s.timed("training curves", lambda: _curves(s, zoo, by))
     if has_groups:
@@ -209,6 +211,7 @@ def write_report(
         lambda: _meta(s, zoo, by, run_meta, has_groups, networks, fast, seed, meta_epochs),
     )
     s.seconds["total"] = time.perf_counter() - start
+    s.lines[summary_at:summary_at] = _summary(s.results, by)
     _methods(s)
     s.add("## Timings", "", "| section | seconds |", "| --- | ---: |")
     s.add(*(f"| {name} | {sec:.1f} |" for name, sec in s.seconds.items()), "")
@@ -221,6 +224,35 @@ def write_report(
     (target / "results.json").write_text(json.dumps(s.results, indent=2, default=_json))
     log.info("report written to %s in %.1f s", md, s.seconds["total"])
     return ReportResult(md, html, s.figures, s.results, s.seconds)
+
+
+def _summary(results: Mapping[str, Any], by: str) -> list[str]:
+    """The headline numbers, for the top of the report."""
+    lines = ["## Summary", ""]
+    if "classification" in results:
+        table = pd.DataFrame(results["classification"]["table"])
+        best = table.loc[table["accuracy"].idxmax()]
+        chance = results["classification"]["chance"]
+        lines.append(
+            f"- Classifying `{by}` from weights: best **{best['accuracy']:.3f}** "
+            f"[{best['ci_low']:.3f}, {best['ci_high']:.3f}] ({best['classifier']}, "
+            f"{best['features']} features) vs chance {chance['majority']:.3f} (majority) / "
+            f"{chance['uniform']:.3f} (1/classes)."
+        )
+    if "divergence" in results:
+        frame = pd.DataFrame(results["divergence"]).set_index("layer")
+        parts = [f"{layer} {r.mean_js:.4f} ({r.ratio:.1f}x floor, p={r.p_value:.2f})"
+                 for layer, r in frame.iterrows()]  # fmt: skip
+        lines.append(f"- Mean JS divergence between `{by}` groups per layer: " + "; ".join(parts))
+    for row in results.get("meta", []):
+        lines.append(
+            f"- Meta-classifier, `{row['target']}` from `{row['part']}` slices: "
+            f"{row['accuracy']:.3f} per {row['unit']} (single slices {row['slice_accuracy']:.3f}) "
+            f"vs chance {row['chance_majority']:.3f}."
+        )
+    if len(lines) == 2:
+        lines.append("- No analysis applied to this zoo (see the sections below).")
+    return [*lines, ""]
 
 
 def _json(value: Any) -> Any:
