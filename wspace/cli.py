@@ -8,9 +8,11 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import click
 import numpy as np
 import pandas as pd
 import typer
+from typer.core import TyperGroup
 
 import wspace
 from wspace.errors import CoordinateNotFoundError, WspaceError, listing
@@ -306,7 +308,23 @@ def export(
 train_app = typer.Typer(
     help="Generate zoos by training networks into a store.", no_args_is_help=True
 )
-report_app = typer.Typer(help="Tables and reports computed from a zoo.", no_args_is_help=True)
+
+
+class _ReportGroup(TyperGroup):
+    """``wspace report URL ...`` is ``wspace report all URL ...``; subcommands keep their names."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["all", *args]  # a store URL (a local folder named like a subcommand: ./NAME)
+        return super().parse_args(ctx, args)
+
+
+report_app = typer.Typer(
+    cls=_ReportGroup,
+    help="Reports computed from a zoo: `wspace report URL --out DIR` writes the full report "
+    "(Markdown, HTML, figures); `wspace report metrics URL` prints the metrics table.",
+    no_args_is_help=True,
+)
 app.add_typer(train_app, name="train")
 app.add_typer(report_app, name="report")
 
@@ -408,6 +426,43 @@ def report_metrics(
     if csv:
         flat.to_csv(csv, index=False)
         typer.echo(f"wrote {csv}")
+
+
+@report_app.command("all")
+def report_all(
+    url: URL,
+    storage_option: OPTIONS = None,
+    out: Annotated[str, typer.Option("--out", help="Folder to write the report to.")] = "report",
+    by: Annotated[str, typer.Option(help="Column that groups the networks (classes).")] = "cls",
+    fast: Annotated[
+        bool, typer.Option("--fast", help="Quick mode: fewer features, no meta-classifier.")
+    ] = False,
+    meta: Annotated[
+        bool | None,
+        typer.Option(
+            "--meta/--no-meta",
+            help="Run the slice meta-classifiers (default: unless --fast or < 50 networks).",
+        ),
+    ] = None,
+    meta_epochs: Annotated[int, typer.Option(help="Epochs per meta-classifier.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of splits and classifiers.")] = 0,
+    arch: Annotated[str | None, typer.Option(help="Architecture group.")] = None,
+) -> None:
+    """Write report.md, report.html and figures: metrics, curves, classifiers, divergences."""
+    from wspace.analysis.report import write_report
+
+    try:
+        zoo = wspace.open(url, storage_options=_options(storage_option), arch=arch)
+        result = write_report(
+            zoo, out, by=by, fast=fast, seed=seed, meta=meta, meta_epochs=meta_epochs
+        )
+    except (WspaceError, OSError) as exc:
+        _fail(exc)
+        return
+    typer.echo(
+        f"wrote {result.markdown} and {result.html} ({len(result.figures)} figures) in "
+        f"{result.seconds['total']:.1f} s"
+    )
 
 
 def _has_tabulate() -> bool:

@@ -9,7 +9,14 @@ import numpy as np
 
 from wspace.layout import Layout
 
-__all__ = ["CLASSES", "assert_rows_equal", "tiny_weights", "tiny_zoo"]
+__all__ = [
+    "CLASSES",
+    "SMALL_LAYOUT",
+    "assert_rows_equal",
+    "class_zoo",
+    "tiny_weights",
+    "tiny_zoo",
+]
 
 CLASSES = ("church", "tench", "golf_ball", "parachute")
 """Class names used by :func:`tiny_zoo` (cycled)."""
@@ -72,6 +79,71 @@ def tiny_zoo(
             )
     for handle in handles:
         handle.close()
+    return url
+
+
+SMALL_LAYOUT: dict[str, Any] = {
+    "name": "small",
+    "tensors": [
+        {"name": "conv/weight", "shape": [4, 2, 3, 3]},
+        {"name": "conv/bias", "shape": [4]},
+        {"name": "fc/weight", "shape": [8, 40]},
+        {"name": "fc/bias", "shape": [8]},
+        {"name": "out/weight", "shape": [3, 8]},
+        {"name": "out/bias", "shape": [3]},
+    ],
+}
+"""A 431-parameter conv + fc layout (``Layout.from_dict(SMALL_LAYOUT)``) for fast tests."""
+
+
+def class_zoo(
+    url: str,
+    *,
+    classes: Sequence[str] = ("a", "b", "c"),
+    per_class: int = 10,
+    shift: float | Mapping[str, float] = 0.0,
+    steps: Sequence[int] | None = None,
+    layout: Layout | None = None,
+    scale: float = 1.0,
+    seed: int = 0,
+    **create_options: Any,
+) -> str:
+    """A store of networks whose weight distributions differ by class in a known way.
+
+    Every weight of network ``i`` of class number ``k`` is drawn from
+    ``Normal(k * shift[layer], scale)``: ``shift=0`` gives identical distributions in every
+    class; a mapping shifts only the layers it names. Networks are named ``{cls}_{i}`` and
+    have ``cls``, ``seed`` and, with ``steps``, one row per step (``step``); rows are
+    interleaved by class. The layout defaults to :data:`SMALL_LAYOUT`; ``create_options`` go to
+    :func:`wspace.create` (e.g. ``segment_rows=7`` for many small chunks).
+
+    Examples
+    --------
+    >>> import wspace
+    >>> zoo = wspace.open(class_zoo("memory://doc-class-zoo", per_class=2, shift={"fc": 1.0}))
+    >>> len(zoo), round(float(zoo.sel(cls="c").layer("fc").values.mean()))
+    (6, 2)
+    """
+    import wspace
+
+    layout = layout or Layout.from_dict(SMALL_LAYOUT)
+    shifts = {layer: (shift.get(layer, 0.0) if isinstance(shift, Mapping) else shift)
+              for layer in layout.layers}  # fmt: skip
+    wspace.create(url, layout, **create_options)
+    rng = np.random.default_rng(seed)
+    with wspace.writer(url) as w:
+        for i in range(per_class):
+            for k, cls in enumerate(classes):
+                for step in list(steps) if steps else [None]:
+                    vector = np.empty(layout.size, dtype=np.float32)
+                    for layer in layout.layers:
+                        part = layout.layer_slice(layer)
+                        size = part.stop - part.start
+                        vector[part] = rng.normal(k * shifts[layer], scale, size)
+                    meta: dict[str, Any] = {"cls": cls, "seed": i}
+                    if step is not None:
+                        meta["step"] = step
+                    w.append(vector, model=f"{cls}_{i}", **meta)
     return url
 
 
