@@ -21,6 +21,7 @@ __all__ = [
     "NonFiniteWeightsError",
     "ReadOnlyStoreError",
     "SchemaMismatchError",
+    "StorageError",
     "StoreExistsError",
     "StoreNotFoundError",
     "TensorNotFoundError",
@@ -91,6 +92,11 @@ class CoordinateNotFoundError(WspaceError, KeyError):
 
 class ModelNotFoundError(WspaceError, KeyError):
     """No row of the zoo has the requested model name."""
+
+
+class StorageError(WspaceError, OSError):
+    """The storage failed to read or write (network, server errors, disk full), even after
+    retries. Nothing half-written becomes visible; ``errno`` is the underlying one when known."""
 
 
 class CorruptDataError(WspaceError, OSError):
