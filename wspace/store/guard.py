@@ -49,8 +49,9 @@ DENIED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 class RetryPolicy:
     """How often, and how patiently, a failed storage call is retried.
 
-    The defaults come from the environment variables ``WSPACE_IO_ATTEMPTS`` (4) and
-    ``WSPACE_IO_BACKOFF`` (0.25 seconds), read once per store resolved.
+    The defaults come from the environment variables ``WSPACE_IO_ATTEMPTS`` (4),
+    ``WSPACE_IO_BACKOFF`` (0.25 seconds) and ``WSPACE_IO_TIMEOUT`` (120 seconds), read once
+    per store resolved.
 
     Examples
     --------
@@ -65,13 +66,19 @@ class RetryPolicy:
     """Delay before the first retry, in seconds; doubled (with jitter) for each further one."""
     max_delay: float = 8.0
     """Upper bound of one delay."""
+    timeout: float = 120.0
+    """Seconds one try of an object-store call may take before it counts as failed. Client
+    timeouts do not cover everything: an s3fs PUT to a server that stopped answering waits
+    for its ``100 Continue`` forever."""
 
     @classmethod
     def from_env(cls) -> RetryPolicy:
         """The policy set by ``WSPACE_IO_ATTEMPTS`` / ``WSPACE_IO_BACKOFF``, else the default."""
+        env = os.environ
         return cls(
-            attempts=max(1, int(os.environ.get("WSPACE_IO_ATTEMPTS", 4))),
-            backoff=max(0.0, float(os.environ.get("WSPACE_IO_BACKOFF", 0.25))),
+            attempts=max(1, int(env.get("WSPACE_IO_ATTEMPTS", 4))),
+            backoff=max(0.0, float(env.get("WSPACE_IO_BACKOFF", 0.25))),
+            timeout=max(0.001, float(env.get("WSPACE_IO_TIMEOUT", 120))),
         )
 
     def delays(self) -> Iterator[float]:
@@ -122,8 +129,8 @@ def _failure(exc: Exception, verdict: str, *, url: str, what: str, key: str, tri
 class _Tries:
     """Counts the tries of one call; says how long to wait, or raises the final error."""
 
-    def __init__(self, policy: RetryPolicy, retry: bool, url: str, what: str, key: str) -> None:
-        self.delays = iter(policy.delays() if retry else ())
+    def __init__(self, policy: RetryPolicy, url: str, what: str, key: str) -> None:
+        self.delays = iter(policy.delays())
         self.tries = 0
         self.where = (url, what, key)
 
@@ -147,20 +154,24 @@ async def guarded_call(
     what: str,
     key: str,
     policy: RetryPolicy,
-    retry: bool = True,
 ) -> T:
     """Await ``call()``, retrying transient failures; raise wspace errors for the rest."""
-    tries = _Tries(policy, retry, url, what, key)
+    tries = _Tries(policy, url, what, key)
     while True:
         try:
-            return await call()
+            try:
+                return await asyncio.wait_for(call(), policy.timeout)
+            except TimeoutError as exc:
+                if str(exc):
+                    raise
+                raise TimeoutError(f"no answer within {policy.timeout:g} s") from None
         except Exception as exc:
             await asyncio.sleep(tries.failed(exc))
 
 
 def guarded_sync(call: Callable[[], T], *, url: str, what: str, key: str, policy: RetryPolicy) -> T:
     """:func:`guarded_call` for synchronous calls (local files)."""
-    tries = _Tries(policy, True, url, what, key)
+    tries = _Tries(policy, url, what, key)
     while True:
         try:
             return call()
@@ -203,10 +214,8 @@ class GuardedStore(WrapperStore[Store]):
     def __repr__(self) -> str:
         return f"GuardedStore({self._store!r})"
 
-    def _guard(
-        self, call: Callable[[], Awaitable[T]], what: str, key: str, retry: bool = True
-    ) -> Awaitable[T]:
-        return guarded_call(call, url=self.url, what=what, key=key, policy=self.policy, retry=retry)
+    def _guard(self, call: Callable[[], Awaitable[T]], what: str, key: str) -> Awaitable[T]:
+        return guarded_call(call, url=self.url, what=what, key=key, policy=self.policy)
 
     def _check_writable(self) -> None:
         if self._store.read_only:
@@ -243,8 +252,8 @@ class GuardedStore(WrapperStore[Store]):
 
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         self._check_writable()
-        # not retried: a lost response would make a retry see its own write as someone else's
-        await self._guard(lambda: self._store.set_if_not_exists(key, value), "writing", key, False)
+        # zarr writes new metadata so; a retry after a lost response finds it there: no-op
+        await self._guard(lambda: self._store.set_if_not_exists(key, value), "writing", key)
 
     async def _set_many(self, values: Iterable[tuple[str, Buffer]]) -> None:
         await asyncio.gather(*(self.set(k, v) for k, v in values))
