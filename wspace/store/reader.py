@@ -61,7 +61,7 @@ class LayerReader:
         tensors = f" (tensor(s) {listing(self.tensors, 8)})" if self.tensors else ""
         return (
             f"store {self.backend.url!r}: layer {self.layer!r}{tensors} of model(s) "
-            f"{listing(self.models[rows], 5)} (segment {self.segment}, rows "
+            f"{listing(self.models[rows], 10)} (segment {self.segment}, rows "
             f"{rows.start}-{rows.stop - 1})"
         )
 
