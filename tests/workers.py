@@ -30,7 +30,7 @@ SMALL: dict[str, Any] = {
         {"name": "fc/bias", "shape": [10]},
     ],
 }
-"""A two-layer layout (278 parameters): rows are cheap, chunks and commits are many."""
+"""A two-layer layout (282 parameters): rows are cheap, chunks and commits are many."""
 
 _CTX: Any = None
 
