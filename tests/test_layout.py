@@ -383,3 +383,73 @@ def test_describe_table():
     assert table["offset"].tolist() == [0, 12, 16]
     assert table["size"].tolist() == [12, 4, 4]
     assert table["shape"].tolist() == ["(4, 3)", "(4,)", "(1, 4)"]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=4), children, max_size=4)
+    ),
+    max_leaves=8,
+)
+"""Anything JSON (and a little more: NaN, infinities, huge integers)."""
+
+
+@st.composite
+def tensor_entries(draw: st.DrawFn) -> object:
+    """Tensor entries of a layout dict, each field valid, missing or hostile."""
+    valid = {
+        "name": st.sampled_from(["a/w", "a/b", "b/w", "a.b/c/w", "w", "a/", "/w", ""]),
+        "shape": st.lists(st.integers(-2, 4), max_size=4),
+        "layer": st.sampled_from(["a", "b", "a.b/c", ""]),
+        "offset": st.integers(-3, 40),
+        "size": st.integers(-1, 40),
+        "convention": st.sampled_from(["torch", "keras", "jax"]),
+        "source_name": st.text(max_size=6),
+        "flatten_shape": st.none() | st.lists(st.integers(0, 4), max_size=3),
+    }
+    entry = {}
+    for key, good in valid.items():
+        choice = draw(st.sampled_from(["good", "good", "missing", "hostile"]))
+        if choice == "good":
+            entry[key] = draw(good)
+        elif choice == "hostile":
+            entry[key] = draw(json_values)
+    return draw(st.just(entry) | json_values)
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        ({"tensors": [{"name": "a/w", "shape": ["3"]}]}, "shape '3' is not an integer"),
+        ({"tensors": [{"name": "a/w", "shape": None}]}, "shape None is not a list"),
+        ({"tensors": [{"name": "a/w", "shape": [True]}]}, "shape True is not an integer"),
+        ({"tensors": [{"name": "a/w", "shape": [2], "offset": 0.0}]}, "offset 0.0"),
+        ({"tensors": [{"name": 3, "shape": [2]}]}, "name 3 is not a string"),
+        ({"tensors": [{"name": "a/w", "shape": [2], "convention": ["torch"]}]}, "convention"),
+        ({"tensors": [{"name": "a/w", "shape": [2, 2], "flatten_shape": 2}]}, "flatten_shape"),
+        ({"name": None, "tensors": [{"name": "a/w", "shape": [2]}]}, "name must be a string"),
+    ],
+)
+def test_malformed_fields_are_schema_mismatches(data, match):
+    with pytest.raises(SchemaMismatchError, match=match):
+        Layout.from_dict(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    name=json_values,
+    architecture=json_values,
+    tensors=st.lists(tensor_entries(), max_size=5) | json_values,
+    extra=st.dictionaries(st.text(max_size=5), json_values, max_size=2),
+)
+def test_from_dict_fuzz_gives_a_layout_or_schema_mismatch(name, architecture, tensors, extra):
+    """Random and malformed dicts: a valid Layout that round-trips, or SchemaMismatchError."""
+    data = {**extra, "name": name, "architecture": architecture, "tensors": tensors}
+    try:
+        layout = Layout.from_dict(data)
+    except SchemaMismatchError:
+        return
+    again = Layout.from_dict(json.loads(json.dumps(layout.to_dict())))
+    assert again == layout and again.to_dict() == layout.to_dict()
+    assert layout.size == sum(t.size for t in layout)

@@ -214,7 +214,8 @@ class Writer:
                     f"{where}: a flat vector of architecture {layout.name!r} has "
                     f"{layout.size} values; got shape {array.shape}"
                 )
-            vector = array.astype(np.float32, copy=False)
+            with np.errstate(over="ignore"):  # values beyond float32 become inf: refused below
+                vector = array.astype(np.float32, copy=False)
         if not self.allow_nonfinite:
             bad = ~np.isfinite(vector)
             if bad.any():
