@@ -317,7 +317,7 @@ HOSTILE_NAMES = {
 
 
 @pytest.mark.parametrize("name", list(HOSTILE_NAMES))
-def test_hostile_model_names_are_refused_and_store_unchanged(tmp_path, name):
+def test_hostile_model_names_are_refused_and_store_unchanged(tmp_path, name, trials):
     url = tiny_zoo(str(tmp_path / "z.zarr"), 2, layout=SMALL)
     before, records = snapshot(url), _log_files(url)
     with wspace.writer(url) as w:
@@ -327,6 +327,11 @@ def test_hostile_model_names_are_refused_and_store_unchanged(tmp_path, name):
         assert w.uncommitted == 0
     _unchanged(url, before)
     assert _log_files(url) == records
+    trials.add(
+        "hostile input: model names ('/', '..', '.', '\\', NUL, control, 10 kB, surrogate)",
+        1,
+        "SchemaMismatchError naming the store; store unchanged",
+    )
 
 
 @pytest.mark.parametrize(
@@ -347,13 +352,19 @@ def test_hostile_model_names_are_refused_and_store_unchanged(tmp_path, name):
         ({"fc/weight": np.zeros((3, 4))}, wspace.SchemaMismatchError),
     ],
 )
-def test_hostile_weights_are_refused_and_store_unchanged(tmp_path, bad, error):
+def test_hostile_weights_are_refused_and_store_unchanged(tmp_path, bad, error, trials):
     url = tiny_zoo(str(tmp_path / "z.zarr"), 2, layout=SMALL)
     before, records = snapshot(url), _log_files(url)
     with wspace.writer(url) as w, pytest.raises(error, match="bad_one"):
         w.append(bad, model="bad_one")
     _unchanged(url, before)
     assert _log_files(url) == records
+    trials.add(
+        "hostile input: weights (non-float dtypes, non-finite, wrong shapes)",
+        1,
+        "DTypeError / NonFiniteWeightsError / SchemaMismatchError naming the model; "
+        "store unchanged",
+    )
 
 
 @pytest.mark.parametrize(
@@ -365,7 +376,7 @@ def test_hostile_weights_are_refused_and_store_unchanged(tmp_path, bad, error):
         ("big", 2**60, "beyond"),
     ],
 )
-def test_hostile_metadata_is_refused_at_append(tmp_path, column, value, match):
+def test_hostile_metadata_is_refused_at_append(tmp_path, column, value, match, trials):
     url = tiny_zoo(str(tmp_path / "z.zarr"), 1, layout=SMALL)
     before = snapshot(url)
     with wspace.writer(url) as w:
@@ -373,6 +384,11 @@ def test_hostile_metadata_is_refused_at_append(tmp_path, column, value, match):
             w.append(np.zeros(26, np.float32), model="m", **{column: value})
         w.append(np.zeros(26, np.float32), model="m", note="fine")  # the writer still works
     assert len(wspace.open(url)) == len(before[0]) + 1
+    trials.add(
+        "hostile input: metadata (unserialisable JSON, surrogates, NUL, huge ints)",
+        1,
+        "SchemaMismatchError at append, not at flush; the writer goes on",
+    )
 
 
 def test_appending_numpy_rows_does_not_import_torch(tmp_path):
