@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -49,9 +51,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    """Start ``moto_server`` on a free port of 127.0.0.1 and create the test bucket."""
+@contextlib.contextmanager
+def moto_server() -> Iterator[tuple[S3Server, subprocess.Popen[bytes]]]:
+    """Run ``moto_server`` on a free port of 127.0.0.1 with the test bucket; yield it and its
+    process (tests that stop the server need their own)."""
     import boto3
 
     port = _free_port()
@@ -79,10 +82,17 @@ def s3_server() -> Iterator[S3Server]:
         "client_kwargs": {"region_name": "us-east-1"},
     }
     try:
-        yield S3Server(endpoint=endpoint, options=options)
+        yield S3Server(endpoint=endpoint, options=options), proc
     finally:
-        proc.terminate()
+        proc.kill()
         proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """Start ``moto_server`` on a free port of 127.0.0.1 and create the test bucket."""
+    with moto_server() as (server, _):
+        yield server
 
 
 @dataclass
@@ -112,3 +122,43 @@ def s3_spot(s3_server: S3Server) -> StoreSpot:
     return StoreSpot(
         "s3", f"s3://{BUCKET}/zoo-{uuid.uuid4().hex[:10]}.zarr", dict(s3_server.options)
     )
+
+
+@dataclass
+class Trials:
+    """What a reliability test ran: fault, number of trials, outcome (for docs/reliability.md).
+
+    Entries are appended, as JSON lines, to the file named by ``$WSPACE_TRIALS_LOG`` (if set)
+    when the test passes; ``python -m benchmarks.soak`` collects them into a table.
+    """
+
+    test: str
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, fault: str, trials: int, outcome: str) -> None:
+        self.entries.append(
+            {"fault": fault, "trials": trials, "outcome": outcome, "test": self.test}
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[_PASSED] = report.passed
+    return report
+
+
+_PASSED = pytest.StashKey[bool]()
+
+
+@pytest.fixture
+def trials(request: pytest.FixtureRequest) -> Iterator[Trials]:
+    """Record the trials a reliability test ran (kept only if it passes)."""
+    record = Trials(request.node.nodeid)
+    yield record
+    path = os.environ.get("WSPACE_TRIALS_LOG")
+    if path and record.entries and request.node.stash.get(_PASSED, False):
+        with open(path, "a", encoding="utf-8") as f:
+            for entry in record.entries:
+                f.write(json.dumps(entry) + "\n")

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from tests.workers import SOAK
 from wspace.errors import (
     DTypeError,
     LayerNotFoundError,
@@ -401,3 +402,130 @@ def test_describe_table():
     assert table["offset"].tolist() == [0, 12, 16]
     assert table["size"].tolist() == [12, 4, 4]
     assert table["shape"].tolist() == ["(4, 3)", "(4,)", "(1, 4)"]
+
+
+FUZZ_EXAMPLES = 5000 if SOAK else 200
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=4), children, max_size=4)
+    ),
+    max_leaves=8,
+)
+"""Anything JSON (and a little more: NaN, infinities, huge integers)."""
+
+
+@st.composite
+def mutated_layout_dicts(draw: st.DrawFn) -> object:
+    """The dict of a valid layout with 0-3 fields deleted or replaced by anything JSON."""
+    data = json.loads(json.dumps(draw(layouts()).to_dict()))
+    for _ in range(draw(st.integers(0, 3))):
+        tensors = data.get("tensors")
+        targets = (
+            [data] + [t for t in tensors if isinstance(t, dict) and t]
+            if isinstance(tensors, list)
+            else [data]
+        )
+        target = draw(st.sampled_from(targets))
+        if not target:
+            break
+        key = draw(st.sampled_from(sorted(target)))
+        if draw(st.booleans()):
+            target[key] = draw(json_values)
+        else:
+            del target[key]
+    return data
+
+
+@st.composite
+def random_layout_dicts(draw: st.DrawFn) -> object:
+    """Dicts assembled field by field, each field plausible, missing or hostile."""
+    return {
+        **draw(st.dictionaries(st.text(max_size=5), json_values, max_size=2)),
+        "name": draw(mostly(st.text(max_size=6))),
+        "architecture": draw(mostly(st.none() | st.text(max_size=6))),
+        "tensors": draw(mostly(st.lists(tensor_entries(), max_size=3))),
+    }
+
+
+@st.composite
+def mostly(draw: st.DrawFn, good: st.SearchStrategy) -> object:
+    """A value of ``good`` 9 times in 10, else anything JSON."""
+    # hypothesis favours the first choice (its simplest): good
+    choice = draw(st.sampled_from(["good"] * 9 + ["hostile"]))
+    return draw(good) if choice == "good" else draw(json_values)
+
+
+@st.composite
+def tensor_entries(draw: st.DrawFn) -> object:
+    """Tensor entries of a layout dict, each field valid, missing or hostile."""
+    valid = {
+        "name": st.sampled_from(["a/w", "a/b", "b/w", "c.d/e/w", "a/w", "b/v", "w", "a/", ""]),
+        "shape": st.lists(st.integers(0, 4), max_size=4) | st.lists(st.integers(-1, 9), max_size=2),
+        "layer": st.sampled_from(["a", "b", "a.b/c", ""]),
+        "offset": st.integers(-3, 40),
+        "size": st.integers(-1, 40),
+        "convention": st.sampled_from(["torch", "keras", "jax"]),
+        "source_name": st.text(max_size=6),
+        "flatten_shape": st.none() | st.lists(st.integers(0, 4), max_size=3),
+    }
+    entry = {}
+    for key, good in valid.items():
+        # name and shape: mostly good; the rest mostly left to their defaults
+        weights = ["good"] * 8 + ["missing", "hostile"]
+        if key not in ("name", "shape"):
+            weights = ["missing"] * 6 + ["good"] * 2 + ["hostile"] * 2
+        choice = draw(st.sampled_from(weights))
+        if choice == "good":
+            entry[key] = draw(good)
+        elif choice == "hostile":
+            entry[key] = draw(json_values)
+    return (
+        entry if draw(st.sampled_from(["entry"] * 9 + ["other"])) == "entry" else draw(json_values)
+    )
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        ({"tensors": [{"name": "a/w", "shape": ["3"]}]}, "shape '3' is not an integer"),
+        ({"tensors": [{"name": "a/w", "shape": None}]}, "shape None is not a list"),
+        ({"tensors": [{"name": "a/w", "shape": [True]}]}, "shape True is not an integer"),
+        ({"tensors": [{"name": "a/w", "shape": [2], "offset": 0.0}]}, "offset 0.0"),
+        ({"tensors": [{"name": 3, "shape": [2]}]}, "name 3 is not a string"),
+        ({"tensors": [{"name": "a/w", "shape": [2], "convention": ["torch"]}]}, "convention"),
+        ({"tensors": [{"name": "a/w", "shape": [2, 2], "flatten_shape": 2}]}, "flatten_shape"),
+        ({"name": None, "tensors": [{"name": "a/w", "shape": [2]}]}, "name must be a string"),
+    ],
+)
+def test_malformed_fields_are_schema_mismatches(data, match):
+    with pytest.raises(SchemaMismatchError, match=match):
+        Layout.from_dict(data)
+
+
+def test_from_dict_fuzz_gives_a_layout_or_schema_mismatch(trials):
+    """Random and malformed dicts: a valid Layout that round-trips, or SchemaMismatchError."""
+    seen = {"examples": 0, "valid": 0}
+
+    @settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+    @given(data=mutated_layout_dicts() | random_layout_dicts())
+    def check(data):
+        seen["examples"] += 1
+        try:
+            layout = Layout.from_dict(data)
+        except SchemaMismatchError:
+            return
+        seen["valid"] += 1
+        again = Layout.from_dict(json.loads(json.dumps(layout.to_dict())))
+        assert again == layout and again.to_dict() == layout.to_dict()
+        assert layout.size == sum(t.size for t in layout)
+
+    check()
+    assert seen["valid"] > 10  # the strategy reaches valid layouts, not only errors
+    trials.add(
+        "hostile input: Layout.from_dict fuzz (hypothesis)",
+        seen["examples"],
+        f"{seen['valid']} valid layouts round-tripped exactly; every other input raised "
+        "SchemaMismatchError, nothing else",
+    )

@@ -173,3 +173,23 @@ def test_corrupt_metadata_chunk_is_detected(tmp_path):
         wspace.open(url)
     report = wspace.verify(url)
     assert not report.ok and report.problems[0].item == "metadata"
+
+
+def test_vacuum_removes_temp_files_of_interrupted_writes(tmp_path):
+    """A writer killed mid-write leaves ``*.partial`` temp files (zarr's and the log's)."""
+    url = tiny_zoo(str(tmp_path / "z.zarr"), 2, layout=LAYOUT)
+    chunk = sorted(Path(url).glob("archs/lenet5/seg/*/w000/c/0/0"))[0]
+    old = [
+        chunk.with_name("0.4f2a9c.partial"),
+        Path(url, "_log", ".00000000000000000009.json.77aa.partial"),
+    ]
+    young = Path(url, "_log", ".00000000000000000010.json.88bb.partial")
+    for path in [*old, young]:
+        path.write_bytes(b"half a write")
+    for path in old:
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+    removed = wspace.vacuum(url)  # default grace: only the old ones go
+    assert sorted(removed["chunks"]) == sorted(str(p.relative_to(url)) for p in old)
+    assert not any(p.exists() for p in old) and young.exists()
+    assert removed["bytes"] == 2 * len(b"half a write")
+    assert wspace.verify(url).ok and len(wspace.open(url)) == 2

@@ -295,3 +295,130 @@ def test_read_only_store_refuses_writes(tmp_path):
     assert len(wspace.open(store)) == 1
     with pytest.raises(wspace.ReadOnlyStoreError, match="read-only"):
         wspace.writer(store)
+
+
+def _log_files(url: str) -> list[str]:
+    from pathlib import Path
+
+    return sorted(p.name for p in Path(url, "_log").iterdir())
+
+
+HOSTILE_NAMES = {
+    "slash": "church/649",
+    "dotdot-path": "../../etc/passwd",
+    "dotdot": "..",
+    "dot": ".",
+    "backslash": "a\\b",
+    "nul": "a\x00b",
+    "control": "tab\there",
+    "10kB": "x" * 10_000,
+    "surrogate": "bad\ud800name",
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_NAMES))
+def test_hostile_model_names_are_refused_and_store_unchanged(tmp_path, name, trials):
+    url = tiny_zoo(str(tmp_path / "z.zarr"), 2, layout=SMALL)
+    before, records = snapshot(url), _log_files(url)
+    with wspace.writer(url) as w:
+        with pytest.raises(wspace.SchemaMismatchError, match="model name") as info:
+            w.append(np.zeros(26, np.float32), model=HOSTILE_NAMES[name])
+        assert url in str(info.value) and len(str(info.value)) < 400  # a 10 kB name is cut
+        assert w.uncommitted == 0
+    _unchanged(url, before)
+    assert _log_files(url) == records
+    trials.add(
+        "hostile input: model names ('/', '..', '.', '\\', NUL, control, 10 kB, surrogate)",
+        1,
+        "SchemaMismatchError naming the store; store unchanged",
+    )
+
+
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        (np.arange(26, dtype=np.int32), wspace.DTypeError),
+        (np.ones(26, dtype=bool), wspace.DTypeError),
+        (np.ones(26, dtype=np.complex64), wspace.DTypeError),
+        (np.array(["1.0"] * 26), wspace.DTypeError),
+        (np.array([object()] * 26), wspace.DTypeError),
+        (np.arange(26).astype("datetime64[s]"), wspace.DTypeError),
+        (torch.arange(26), wspace.DTypeError),
+        (np.full(26, 1e300), wspace.NonFiniteWeightsError),  # finite float64, inf in float32
+        (np.zeros(27, np.float32), wspace.SchemaMismatchError),
+        (np.zeros((26, 1), np.float32), wspace.SchemaMismatchError),
+        (np.float32(1.0), wspace.SchemaMismatchError),
+        (np.zeros(0, np.float32), wspace.SchemaMismatchError),
+        ({"fc/weight": np.zeros((3, 4))}, wspace.SchemaMismatchError),
+    ],
+)
+def test_hostile_weights_are_refused_and_store_unchanged(tmp_path, bad, error, trials):
+    url = tiny_zoo(str(tmp_path / "z.zarr"), 2, layout=SMALL)
+    before, records = snapshot(url), _log_files(url)
+    with wspace.writer(url) as w, pytest.raises(error, match="bad_one"):
+        w.append(bad, model="bad_one")
+    _unchanged(url, before)
+    assert _log_files(url) == records
+    trials.add(
+        "hostile input: weights (non-float dtypes, non-finite, wrong shapes)",
+        1,
+        "DTypeError / NonFiniteWeightsError / SchemaMismatchError naming the model; "
+        "store unchanged",
+    )
+
+
+@pytest.mark.parametrize(
+    "column, value, match",
+    [
+        ("curve", [1.0, object()], "cannot be stored as JSON"),
+        ("note", "bad\ud800", "not valid Unicode"),
+        ("note", "a\x00b", "NUL"),
+        ("big", 2**60, "beyond"),
+    ],
+)
+def test_hostile_metadata_is_refused_at_append(tmp_path, column, value, match, trials):
+    url = tiny_zoo(str(tmp_path / "z.zarr"), 1, layout=SMALL)
+    before = snapshot(url)
+    with wspace.writer(url) as w:
+        with pytest.raises(wspace.SchemaMismatchError, match=match):
+            w.append(np.zeros(26, np.float32), model="m", **{column: value})
+        w.append(np.zeros(26, np.float32), model="m", note="fine")  # the writer still works
+    assert len(wspace.open(url)) == len(before[0]) + 1
+    trials.add(
+        "hostile input: metadata (unserialisable JSON, surrogates, NUL, huge ints)",
+        1,
+        "SchemaMismatchError at append, not at flush; the writer goes on",
+    )
+
+
+def test_appending_numpy_rows_does_not_import_torch(tmp_path):
+    """Importing torch costs seconds; a writer process given numpy rows never needs it."""
+    import subprocess
+    import sys
+
+    url = tiny_zoo(str(tmp_path / "z.zarr"), 1, layout=SMALL)
+    code = (
+        "import sys, numpy as np, wspace\n"
+        f"with wspace.writer({url!r}) as w:\n"
+        "    w.append(np.zeros(26, np.float32), model='n')\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_retried_publish_of_one_commit_is_published_once(tmp_path):
+    """A record already on the log with the commit's txn id is that commit: not doubled."""
+    from wspace.store.backend import resolve
+    from wspace.store.log import CommitLog
+
+    url = tiny_zoo(str(tmp_path / "z.zarr"), 1, layout=SMALL)
+    log = CommitLog(resolve(url))
+    log.refresh()
+    record = {"op": "add_arch", "arch": "other", "layout": SMALL.to_dict() | {"name": "other"}}
+    first = log.publish(record, txn="abc")
+    again = CommitLog(resolve(url))  # a retry that does not know the first try succeeded
+    again.refresh()
+    again.records = again.records[:first]  # as if read before the first try's record existed
+    assert again.publish(record, txn="abc") == first
+    assert len(_log_files(url)) == first + 1

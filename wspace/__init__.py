@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from wspace import errors
 from wspace.errors import (
@@ -27,6 +27,7 @@ from wspace.errors import (
     ReadOnlyStoreError,
     SchemaMismatchError,
     SourceNotFoundError,
+    StorageError,
     StoreExistsError,
     StoreNotFoundError,
     TensorNotFoundError,
@@ -66,6 +67,7 @@ __all__ = [
     "ReadOnlyStoreError",
     "SchemaMismatchError",
     "SourceNotFoundError",
+    "StorageError",
     "StoreExistsError",
     "StoreLike",
     "StoreNotFoundError",
@@ -94,11 +96,15 @@ def open(
     *,
     storage_options: Mapping[str, Any] | None = None,
     arch: str | None = None,
+    mode: Literal["r"] = "r",
 ) -> Zoo:
     """Open a store as a lazy :class:`Zoo`.
 
     Reads the commit log and the (small) metadata columns; weights stay on storage until
-    computed.
+    computed. A zoo is opened read-only (``mode="r"``): nothing is ever written to the
+    storage — not a byte, whatever is done with the zoo — and a write attempted through its
+    store handle raises :class:`ReadOnlyStoreError`. So reading works on read-only buckets,
+    mounts and directories. Rows are appended with :func:`writer`, never through a zoo.
 
     Parameters
     ----------
@@ -108,6 +114,16 @@ def open(
         fsspec options, e.g. ``{"endpoint_url": ..., "key": ..., "secret": ...}`` for S3.
     arch
         Architecture group to open; by default the only one.
+    mode
+        ``"r"``, read-only: the only mode (appending is :func:`writer`'s job).
+
+    Raises
+    ------
+    StoreNotFoundError
+        No wspace store at ``url``.
+    CorruptDataError
+        A commit record is unreadable, malformed or missing: the store is refused as a
+        whole rather than shown without it.
 
     Examples
     --------
@@ -117,4 +133,8 @@ def open(
     >>> len(zoo), zoo.layout.size
     (3, 91481)
     """
-    return open_store(url, storage_options=storage_options).zoo(arch)
+    if mode != "r":
+        raise SchemaMismatchError(
+            f"open() reads: mode must be 'r', not {mode!r}; append rows with wspace.writer(url)"
+        )
+    return open_store(url, storage_options=storage_options, read_only=True).zoo(arch)

@@ -184,8 +184,9 @@ def verify(url: URL, storage_option: OPTIONS = None) -> None:
         _fail(exc)
         return
     for p in report.problems:
+        tensors = f" tensors={','.join(p.tensors)}" if p.tensors else ""
         typer.echo(
-            f"DAMAGED arch={p.arch} layer={p.item} segment={p.segment} "
+            f"DAMAGED arch={p.arch} layer={p.item}{tensors} segment={p.segment} "
             f"rows={p.rows[0]}-{p.rows[1] - 1} models={','.join(p.models)}: {p.error}"
         )
     typer.echo(

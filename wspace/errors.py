@@ -25,6 +25,7 @@ __all__ = [
     "ReadOnlyStoreError",
     "SchemaMismatchError",
     "SourceNotFoundError",
+    "StorageError",
     "StoreExistsError",
     "StoreNotFoundError",
     "TensorNotFoundError",
@@ -105,6 +106,11 @@ class CoordinateNotFoundError(WspaceError, KeyError):
 
 class ModelNotFoundError(WspaceError, KeyError):
     """No row of the zoo has the requested model name."""
+
+
+class StorageError(WspaceError, OSError):
+    """The storage failed to read or write (network, server errors, disk full), even after
+    retries. Nothing half-written becomes visible; ``errno`` is the underlying one when known."""
 
 
 class CorruptDataError(WspaceError, OSError):

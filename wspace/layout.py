@@ -64,6 +64,18 @@ def _is_floating(value: Any) -> bool:
     return bool(dtype.is_floating_point if _is_torch_tensor(value) else dtype.kind == "f")
 
 
+def _int(value: Any, tensor: str, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise SchemaMismatchError(f"tensor {tensor!r}: {what} {value!r} is not an integer")
+    return int(value)
+
+
+def _int_tuple(value: Any, tensor: str, what: str) -> tuple[int, ...]:
+    if not isinstance(value, list | tuple):
+        raise SchemaMismatchError(f"tensor {tensor!r}: {what} {value!r} is not a list of integers")
+    return tuple(_int(v, tensor, what) for v in value)
+
+
 @dataclass(frozen=True, slots=True)
 class TensorSpec:
     """One tensor of a layout: where it lies in the flat vector, and where it came from.
@@ -511,29 +523,48 @@ class Layout:
             raise SchemaMismatchError(
                 "a layout dict needs a 'tensors' list of {'name': ..., 'shape': [...]} entries"
             )
+        arch = data.get("architecture")
+        name = data.get("name", "default")
+        if not isinstance(name, str) or not (arch is None or isinstance(arch, str)):
+            raise SchemaMismatchError(
+                f"a layout's name must be a string and its architecture a string or None; "
+                f"got {name!r} and {arch!r}"
+            )
         specs = []
         offset = 0
         for t in data["tensors"]:
             if not isinstance(t, Mapping) or "name" not in t or "shape" not in t:
                 raise SchemaMismatchError(f"layout tensor entry {t!r} needs 'name' and 'shape'")
-            name, flat = str(t["name"]), t.get("flatten_shape")
-            shape = tuple(int(s) for s in t["shape"])
+            tensor = t["name"]
+            if not isinstance(tensor, str):
+                raise SchemaMismatchError(f"layout tensor name {tensor!r} is not a string")
+            shape = _int_tuple(t["shape"], tensor, "shape")
+            flat = t.get("flatten_shape")
+            texts = {
+                k: t.get(k, d)
+                for k, d in (
+                    ("layer", tensor.rpartition("/")[0]),
+                    ("convention", "torch"),
+                    ("source_name", tensor),
+                )
+            }
+            for key, value in texts.items():
+                if not isinstance(value, str):
+                    raise SchemaMismatchError(f"tensor {tensor!r}: {key} {value!r} is not a string")
             specs.append(
                 TensorSpec(
-                    name,
-                    str(t.get("layer", name.rpartition("/")[0])),
+                    tensor,
+                    texts["layer"],
                     shape,
-                    int(t.get("offset", offset)),
-                    int(t.get("size", math.prod(shape))),
-                    t.get("convention", "torch"),
-                    str(t.get("source_name", name)),
-                    None if flat is None else tuple(flat),
+                    _int(t.get("offset", offset), tensor, "offset"),
+                    _int(t.get("size", math.prod(shape)), tensor, "size"),
+                    texts["convention"],  # validated by TensorSpec
+                    texts["source_name"],
+                    None if flat is None else _int_tuple(flat, tensor, "flatten_shape"),
                 )
             )
             offset = specs[-1].stop
-        arch = data.get("architecture")
-        name = str(data.get("name", "default"))
-        return cls(tuple(specs), name=name, architecture=None if arch is None else str(arch))
+        return cls(tuple(specs), name=name, architecture=arch)
 
     @classmethod
     def from_torch(

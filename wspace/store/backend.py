@@ -18,7 +18,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -29,6 +29,7 @@ from zarr.core.sync import sync
 from zarr.storage import FsspecStore, LocalStore, MemoryStore, WrapperStore
 
 from wspace.errors import ReadOnlyStoreError, WspaceError
+from wspace.store.guard import GuardedStore, RetryPolicy, guarded_call, guarded_sync
 
 __all__ = ["Backend", "StoreLike", "resolve"]
 
@@ -61,6 +62,8 @@ class Backend:
     store: Store
     url: str
     read_only: bool = False
+    policy: RetryPolicy = field(default_factory=RetryPolicy.from_env)
+    """How failed storage calls are retried (see :mod:`wspace.store.guard`)."""
 
     # -- raw objects -------------------------------------------------------------------------
     def read(self, key: str) -> bytes | None:
@@ -125,7 +128,7 @@ class Backend:
         for the same key exactly one gets ``True``.
         """
         self.check_writable()
-        return _create_if_absent(self.store, key, data)
+        return _create_if_absent(self, key, data)
 
     def size_under(self, prefix: str) -> int:
         """Total bytes stored under ``prefix``."""
@@ -143,10 +146,45 @@ class Backend:
             return sum(len(v) for k, v in inner._store_dict.items() if k.startswith(prefix))
         return sum(int(sync(self.store.getsize(k))) for k in self.list_prefix(prefix))
 
+    def temp_files(self, older_than: float) -> dict[str, int]:
+        """Temporary ``*.partial`` files left by interrupted writes, last modified before
+        ``older_than`` (a Unix time): key -> bytes. Only local directories have them."""
+        inner = _unwrap(self.store)
+        if not isinstance(inner, LocalStore):
+            return {}
+        root = Path(inner.root)
+        found = {}
+        for path in root.rglob("*.partial"):
+            stat = path.stat()
+            if stat.st_mtime < older_than:
+                found[path.relative_to(root).as_posix()] = stat.st_size
+        return found
+
+    def delete_temp(self, key: str) -> None:
+        """Delete one file found by :meth:`temp_files`."""
+        self.check_writable()
+        inner = _unwrap(self.store)
+        if isinstance(inner, LocalStore) and key.endswith(".partial"):
+            (Path(inner.root) / key).unlink(missing_ok=True)
+
     def check_writable(self) -> None:
-        """Raise :class:`ReadOnlyStoreError` if this store is read-only."""
+        """Raise :class:`ReadOnlyStoreError` if this store is read-only.
+
+        A local directory is also read-only when this process may not write into it (file
+        permissions, a read-only mount).
+        """
         if self.read_only:
             raise ReadOnlyStoreError(f"store {self.url!r} is open read-only; it refuses writes")
+        inner = _unwrap(self.store)
+        if isinstance(inner, LocalStore):
+            root = Path(inner.root)
+            where = root / "_log" if (root / "_log").is_dir() else root
+            while not where.exists() and where != where.parent:
+                where = where.parent  # a store about to be created: its nearest existing parent
+            if not os.access(where, os.W_OK):
+                raise ReadOnlyStoreError(
+                    f"store {self.url!r} is read-only: this process may not write into {where}"
+                )
 
     # -- zarr nodes --------------------------------------------------------------------------
     def open_array(self, path: str) -> zarr.Array:
@@ -160,30 +198,38 @@ def _unwrap(store: Store) -> Store:
     return store
 
 
-def _create_if_absent(store: Store, key: str, data: bytes) -> bool:
-    inner = _unwrap(store)
+def _create_if_absent(backend: Backend, key: str, data: bytes) -> bool:
+    inner = _unwrap(backend.store)
+    where: dict[str, Any] = {"url": backend.url, "what": "writing", "key": key}
+    where["policy"] = backend.policy
     if isinstance(inner, LocalStore):
         target = Path(inner.root) / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
-        tmp.write_bytes(data)
-        try:
-            os.link(tmp, target)  # fails if target exists: atomic create-if-absent
-        except FileExistsError:
-            return False
-        finally:
-            tmp.unlink(missing_ok=True)
-        return True
+
+        def link() -> bool:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+            try:
+                tmp.write_bytes(data)
+                os.link(tmp, target)  # fails if target exists: atomic create-if-absent
+            except FileExistsError:
+                return False
+            finally:
+                tmp.unlink(missing_ok=True)
+            return True
+
+        return guarded_sync(link, **where)
     if isinstance(inner, FsspecStore):
         path = f"{inner.path.rstrip('/')}/{key}"
         fs: Any = inner.fs
         sync_fs = getattr(fs, "sync_fs", None)  # a synchronous fs wrapped for zarr (memory://)
         try:
             if sync_fs is not None:
-                sync_fs.pipe_file(path, data, mode="create")
+                guarded_sync(lambda: sync_fs.pipe_file(path, data, mode="create"), **where)
             else:
-                sync(fs._pipe_file(path, data, mode="create"))
+                sync(guarded_call(lambda: fs._pipe_file(path, data, mode="create"), **where))
         except FileExistsError:
+            # someone else's record, or ours when a retry follows a lost response:
+            # the commit log tells them apart by the record's transaction id
             return False
         return True
     if isinstance(inner, MemoryStore):
@@ -217,16 +263,22 @@ def resolve(
     """
     if isinstance(url, Store):
         store = url.with_read_only(True) if read_only and not url.read_only else url
-        return Backend(store=store, url=repr(url), read_only=read_only or url.read_only)
+        name = repr(url._store if isinstance(url, GuardedStore) else url)
+        return _guarded(store, name, read_only or url.read_only)
     text = os.fspath(url)
     if _is_local(text):
         if storage_options:
             raise WspaceError(f"storage_options are not used for the local path {text!r}")
         path = _local_path(text)
-        return Backend(
-            store=LocalStore(path, read_only=read_only), url=str(path), read_only=read_only
-        )
+        return _guarded(LocalStore(path, read_only=read_only), str(path), read_only)
     store = FsspecStore.from_url(
         text, storage_options=dict(storage_options or {}), read_only=read_only
     )
-    return Backend(store=store, url=text, read_only=read_only)
+    return _guarded(store, text, read_only)
+
+
+def _guarded(store: Store, url: str, read_only: bool) -> Backend:
+    policy = store.policy if isinstance(store, GuardedStore) else RetryPolicy.from_env()
+    if not isinstance(store, GuardedStore):
+        store = GuardedStore(store, url=url, policy=policy)
+    return Backend(store=store, url=url, read_only=read_only, policy=policy)

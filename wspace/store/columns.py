@@ -51,8 +51,20 @@ def kind_of(value: Any, *, column: str, model: str) -> str | None:
     if isinstance(value, str):
         if "\x00" in value:
             raise SchemaMismatchError(f"model {model!r}: column {column!r} contains a NUL byte")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SchemaMismatchError(
+                f"model {model!r}: column {column!r} is not valid Unicode (lone surrogates)"
+            ) from None
         return "str"
     if isinstance(value, list | tuple | dict | np.ndarray):
+        try:  # fail now, not when the chunk holding it is written
+            json.dumps(value, default=_json_default).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise SchemaMismatchError(
+                f"model {model!r}: column {column!r} cannot be stored as JSON: {exc}"
+            ) from None
         return "json"
     raise SchemaMismatchError(
         f"model {model!r}: column {column!r} has a value of type {type(value).__name__}; "

@@ -20,6 +20,7 @@ Record kinds (``op``):
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -28,14 +29,24 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-from wspace.errors import CommitConflictError, CorruptDataError, StoreNotFoundError
+from wspace.errors import (
+    CommitConflictError,
+    CorruptDataError,
+    SchemaMismatchError,
+    StoreNotFoundError,
+)
 from wspace.layout import Layout
 from wspace.store.backend import Backend
-from wspace.store.config import StoreConfig
+from wspace.store.config import FORMAT_VERSION, StoreConfig
+from wspace.store.faults import fault_point
 
 __all__ = ["ArchState", "CommitLog", "Piece", "RowKey", "StoreState", "replay"]
 
 LOG_DIR = "_log"
+OPS = frozenset({"create", "add_arch", "append", "compact"})
+"""Record kinds this wspace knows; a log holding another kind is refused."""
+SEGMENT_ID = re.compile(r"\d{13}-[0-9a-f]{12}")
+"""Form of segment identifiers (see :func:`new_id`)."""
 RowKey: TypeAlias = tuple[str, "int | None"]
 """Identity of a row: ``(model, step)``; ``step`` is ``None`` for zoos without snapshots."""
 
@@ -118,28 +129,46 @@ class CommitLog:
         record: dict[str, Any],
         validate: Callable[[list[dict[str, Any]]], None] | None = None,
         *,
+        txn: str | None = None,
         max_attempts: int = 10_000,
     ) -> int:
         """Publish ``record`` as the next version; return that version.
 
         ``validate`` is called with every record published by others since this log was last
         read, before each attempt; it raises to abandon the commit (e.g. a duplicate model).
+
+        ``txn`` identifies the commit (a fresh one by default) and is stored in the record. A
+        record found on the log with this ``txn`` is this commit, published by an earlier
+        attempt whose answer was lost (a dropped connection after the server created it, a
+        crash of the caller that a retry follows): its version is returned, so a retried
+        commit is published exactly once.
         """
+        txn = txn or uuid.uuid4().hex
         for _ in range(max_attempts):
             new = self.refresh() if self.records else []
+            for rec in new:
+                if rec.get("txn") == txn:
+                    return int(rec["version"])
             if validate is not None and new:
                 validate(new)
             version = len(self.records)
             body = {
                 **record,
+                "txn": txn,
                 "version": version,
                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
             data = json.dumps(body, separators=(",", ":")).encode()
+            fault_point("log.before-create")
             if self.backend.create_if_absent(record_key(version), data):
+                fault_point("log.after-create")
                 self.records.append(body)
                 return version
-            if not self.records:  # version 0 taken: someone else created the store
+            if not self.records:  # version 0 taken: by an earlier try of ours, or another store
+                self.refresh()
+                if self.records[0].get("txn") == txn:
+                    return 0
+                self.records = []
                 raise CommitConflictError(f"store {self.backend.url!r} already exists")
         raise CommitConflictError(
             f"store {self.backend.url!r}: gave up publishing after {max_attempts} attempts"
@@ -232,16 +261,45 @@ class StoreState:
     version: int
 
 
-def replay(records: list[dict[str, Any]]) -> StoreState:
-    """Replay commit records (version order, starting at 0) into a :class:`StoreState`."""
+def replay(records: list[dict[str, Any]], *, url: str = "") -> StoreState:
+    """Replay commit records (version order, starting at 0) into a :class:`StoreState`.
+
+    A record that lacks a field its kind needs, or holds one of the wrong type, raises
+    :class:`CorruptDataError` naming it: a store whose log cannot be replayed exactly is
+    refused as a whole, because skipping a record would show wrong data (rows missing, or
+    replaced rows back).
+    """
+    where = f"store {url!r}: " if url else ""
     if not records or records[0].get("op") != "create":
-        raise CorruptDataError("commit log does not start with a 'create' record")
+        raise CorruptDataError(f"{where}commit log does not start with a 'create' record")
+    fmt = records[0].get("format_version", FORMAT_VERSION)
+    if isinstance(fmt, int) and fmt > FORMAT_VERSION:
+        raise SchemaMismatchError(
+            f"{where}written in wspace store format {fmt}; this wspace reads formats up to "
+            f"{FORMAT_VERSION}: upgrade wspace"
+        )
+    current = [0]  # the record being applied, for the message
+    try:
+        return _replay(records, current)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise CorruptDataError(
+            f"{where}commit record {record_key(current[0])} is malformed "
+            f"({type(exc).__name__}: {exc}); the store is refused rather than shown without it"
+        ) from exc
+
+
+def _replay(records: list[dict[str, Any]], current: list[int]) -> StoreState:
     first = records[0]
     config = StoreConfig.from_dict(first.get("config", {}))
     layouts: dict[str, Layout] = {
         name: Layout.from_dict(d) for name, d in first.get("archs", {}).items()
     }
     for rec in records[1:]:
+        current[0] = rec["version"]
+        if rec["op"] not in OPS:
+            raise ValueError(f"unknown op {rec['op']!r} (written by a newer wspace?)")
+        if "segment" in rec and not SEGMENT_ID.fullmatch(str(rec["segment"])):
+            raise ValueError(f"segment id {rec['segment']!r} is not one wspace makes")
         if rec["op"] == "add_arch":
             layouts[rec["arch"]] = Layout.from_dict(rec["layout"])
     archs: dict[str, ArchState] = {}
@@ -252,18 +310,27 @@ def replay(records: list[dict[str, Any]]) -> StoreState:
         base = -1
         if compacts:
             last = compacts[-1]
+            current[0] = last["version"]
             base = int(last["base"])
             state.columns[last["segment"]] = _columns(last)
-            state.add(last["segment"], 0, int(last["rows"]), [as_key(k) for k in last["keys"]])
+            keys = [as_key(k) for k in last["keys"]]
+            if len(keys) != int(last["rows"]):
+                raise ValueError(f"{last['rows']} rows do not match its {len(keys)} keys")
+            state.add(last["segment"], 0, int(last["rows"]), keys)
         for rec in mine:
             if rec["op"] != "append" or rec["version"] <= base:
                 continue
+            current[0] = rec["version"]
+            start, stop = int(rec["start"]), int(rec["stop"])
+            keys = [as_key(k) for k in rec["keys"]]
+            if not 0 <= start < stop or len(keys) != stop - start:
+                raise ValueError(f"rows {start}-{stop} do not match its {len(keys)} keys")
             state.columns[rec["segment"]] = _columns(rec)
             state.add(
                 rec["segment"],
-                int(rec["start"]),
-                int(rec["stop"]),
-                [as_key(k) for k in rec["keys"]],
+                start,
+                stop,
+                keys,
                 frozenset(as_key(k) for k in rec.get("replaces", ())),
             )
         archs[name] = state

@@ -18,6 +18,7 @@ from zarr.core.sync import sync
 from wspace.errors import CorruptDataError
 from wspace.store.backend import StoreLike
 from wspace.store.columns import encode
+from wspace.store.faults import fault_point
 from wspace.store.log import CommitLog
 from wspace.store.reader import LayerReader, StoreHandle, _open_arrays, open_store
 from wspace.store.segment import (
@@ -69,6 +70,7 @@ def compact(
     """
     handle = open_store(url, storage_options=storage_options, read_only=False)
     backend = handle.backend
+    backend.check_writable()
     names = [arch] if arch else handle.archs
     done: dict[str, int] = {}
     for name in names:
@@ -97,6 +99,7 @@ def compact(
         ]
         with dask.config.set(scheduler="threads"):
             da.store(sources, arrays, lock=False)  # type: ignore[arg-type]
+        fault_point("compact.copied")
         models = zoo.models
         columns: dict[str, list[str]] = {}
         path = segment_path(name, segment_id)
@@ -129,6 +132,7 @@ def compact(
                 "columns": columns,
             }
         )
+        fault_point("compact.after-publish")
         log.info("compacted %d rows of %s into %s", n, name, segment_id)
         done[name] = n
     return done
@@ -151,13 +155,15 @@ class Problem:
     segment: str
     """Segment holding the chunk."""
     item: str
-    """Layer name, or ``column:<name>`` for metadata."""
+    """Layer name; ``metadata`` for metadata columns, ``commit-log`` for the log."""
     rows: tuple[int, int]
     """Row range ``[start, stop)`` of the chunk inside its segment."""
     models: tuple[str, ...]
     """Models whose rows the chunk holds."""
     error: str
     """What went wrong."""
+    tensors: tuple[str, ...] = ()
+    """Tensors of the layer (all of them are in the damaged chunk)."""
 
 
 @dataclass
@@ -183,7 +189,9 @@ def verify(url: StoreLike, *, storage_options: Mapping[str, Any] | None = None) 
     """Re-read and decode every chunk holding committed rows; report damaged ones.
 
     Every weight chunk is checked against its crc32c checksum and decoded; a chunk that is
-    missing, truncated or altered is reported with the models and layer it holds.
+    missing, truncated or altered is reported with the models, layer and tensors it holds. A
+    commit log that cannot be replayed (a corrupt, malformed or missing record) is reported
+    as one ``commit-log`` problem naming the record; nothing else can be checked then.
 
     Examples
     --------
@@ -192,7 +200,12 @@ def verify(url: StoreLike, *, storage_options: Mapping[str, Any] | None = None) 
     >>> wspace.verify(tiny_zoo("memory://doc-verify", n_models=2)).ok
     True
     """
-    handle = open_store(url, storage_options=storage_options)
+    try:
+        handle = open_store(url, storage_options=storage_options)
+    except CorruptDataError as exc:
+        report = VerifyReport(url=str(url))
+        report.problems.append(Problem("*", "*", "commit-log", (0, 0), (), str(exc)))
+        return report
     backend = handle.backend
     report = VerifyReport(url=backend.url)
     for name in handle.archs:
@@ -232,8 +245,15 @@ def verify(url: StoreLike, *, storage_options: Mapping[str, Any] | None = None) 
             for layer, array in zip(state.layout.layers, arrays, strict=True):
                 existing = set(backend.list_prefix(f"{array.path}/c/"))
                 size = int(array.chunks[0])
+                tensors = tuple(t.name for t in state.layout.layer_tensors(layer))
                 reader = LayerReader(
-                    backend, array, piece.stop, names, layer=layer, segment=piece.segment
+                    backend,
+                    array,
+                    piece.stop,
+                    names,
+                    layer=layer,
+                    segment=piece.segment,
+                    tensors=tensors,
                 )
                 for index in range(piece.start // size, (piece.stop - 1) // size + 1):
                     lo, hi = max(piece.start, index * size), min(piece.stop, (index + 1) * size)
@@ -256,6 +276,7 @@ def verify(url: StoreLike, *, storage_options: Mapping[str, Any] | None = None) 
                                 (lo, hi),
                                 tuple(n for n in names[rows] if n != "?"),
                                 error,
+                                tensors,
                             )
                         )
     return report
@@ -335,8 +356,9 @@ def vacuum(
     """Delete data that no reader can see any more, once it is older than a grace period.
 
     Removes (1) segments that no commit references — left by writers that crashed or
-    discarded before committing — and segments superseded by a compaction, and (2) chunks of
-    live segments that hold only never-committed rows. Data younger than ``grace_seconds``
+    discarded before committing — and segments superseded by a compaction, (2) chunks of
+    live segments that hold only never-committed rows, and (3) on local disk, the temporary
+    ``*.partial`` files of writes a crash interrupted. Data younger than ``grace_seconds``
     (by creation or last commit) is kept, so running writers and readers that opened the
     store before a compaction are safe.
 
@@ -357,6 +379,8 @@ def vacuum(
     """
     handle = open_store(url, storage_options=storage_options, read_only=dry_run)
     backend = handle.backend
+    if not dry_run:
+        backend.check_writable()
     now = time.time()
     last_use: dict[str, float] = {}
     committed_stop: dict[str, int] = {}
@@ -395,6 +419,11 @@ def vacuum(
                         removed["bytes"] += len(backend.read(key) or b"")
                         if not dry_run:
                             sync(backend.store.delete(key))
+    for key, size in backend.temp_files(older_than=now - grace_seconds).items():
+        removed["chunks"].append(key)
+        removed["bytes"] += size
+        if not dry_run:
+            backend.delete_temp(key)
     log.info(
         "vacuum removed %d segments, %d chunks", len(removed["segments"]), len(removed["chunks"])
     )

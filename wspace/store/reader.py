@@ -14,7 +14,7 @@ import zarr
 import zarr.api.asynchronous as zasync
 from zarr.core.sync import sync
 
-from wspace.errors import ArchitectureNotFoundError, CorruptDataError, listing
+from wspace.errors import ArchitectureNotFoundError, CorruptDataError, StorageError, listing
 from wspace.layout import Layout
 from wspace.store.backend import Backend, StoreLike, resolve
 from wspace.store.columns import decode, to_series
@@ -30,9 +30,10 @@ __all__ = ["LayerReader", "StoreHandle", "open_store"]
 class LayerReader:
     """Array-like view of the committed rows of one layer array, read chunk by chunk by Dask.
 
-    Turns any failure to read or decode a chunk — checksum mismatch, truncated or garbage
-    bytes, a chunk that vanished — into a :class:`CorruptDataError` naming the store, the
-    layer and the models whose rows the chunk holds.
+    Turns any failure to decode a chunk — checksum mismatch, truncated or garbage bytes, a
+    chunk that vanished — into a :class:`CorruptDataError` naming the store, the layer, its
+    tensors and the models whose rows the chunk holds. A storage failure (network, server)
+    is not corruption: it raises :class:`StorageError` with the same names.
     """
 
     def __init__(
@@ -44,6 +45,7 @@ class LayerReader:
         *,
         layer: str,
         segment: str,
+        tensors: tuple[str, ...] = (),
     ) -> None:
         self.backend = backend
         self.array = array
@@ -53,14 +55,18 @@ class LayerReader:
         self.models = models
         self.layer = layer
         self.segment = segment
+        self.tensors = tensors
+
+    def _what(self, rows: slice) -> str:
+        tensors = f" (tensor(s) {listing(self.tensors, 8)})" if self.tensors else ""
+        return (
+            f"store {self.backend.url!r}: layer {self.layer!r}{tensors} of model(s) "
+            f"{listing(self.models[rows], 10)} (segment {self.segment}, rows "
+            f"{rows.start}-{rows.stop - 1})"
+        )
 
     def _fail(self, rows: slice, why: str) -> CorruptDataError:
-        names = self.models[rows]
-        return CorruptDataError(
-            f"store {self.backend.url!r}: layer {self.layer!r} of model(s) "
-            f"{listing(names, 5)} is corrupt (segment {self.segment}, rows "
-            f"{rows.start}-{rows.stop - 1}): {why}"
-        )
+        return CorruptDataError(f"{self._what(rows)} is corrupt: {why}")
 
     def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
         rows = key[0] if isinstance(key, tuple) else key
@@ -70,6 +76,10 @@ class LayerReader:
         rows = slice(start, stop)
         try:
             block = np.asarray(self.array[key])
+        except StorageError as exc:
+            error = StorageError(f"{self._what(rows)} could not be read: {exc}")
+            error.errno = exc.errno
+            raise error from exc
         except Exception as exc:  # zarr raises codec-specific errors for damaged chunks
             raise self._fail(rows, f"{type(exc).__name__}: {exc}") from exc
         if block.size and np.isnan(block).any():
@@ -138,28 +148,39 @@ class StoreHandle:
 def open_store(
     url: StoreLike, *, storage_options: Mapping[str, Any] | None = None, read_only: bool = True
 ) -> StoreHandle:
-    """Resolve ``url``, read the whole commit log and replay it."""
+    """Resolve ``url``, read the whole commit log and replay it.
+
+    With ``read_only`` (the default) nothing is ever written to the storage: every write
+    through the handle's backend raises :class:`~wspace.errors.ReadOnlyStoreError`.
+    """
     backend = resolve(url, storage_options=storage_options, read_only=read_only)
     log = CommitLog(backend)
     log.refresh()
     return StoreHandle(
         backend=backend,
-        state=replay(log.records),
+        state=replay(log.records, url=backend.url),
         storage_options=storage_options,
         state_records=log.records,
     )
 
 
 def _open_arrays(backend: Backend, paths: list[str]) -> list[zarr.Array]:
+    # pieces of one segment share its arrays: open each once, reading only its zarr.json
+    unique = list(dict.fromkeys(paths))
+
     async def go() -> list[Any]:
         return list(
             await asyncio.gather(
-                *(zasync.open_array(store=backend.store, path=p, mode="r") for p in paths)
+                *(
+                    zasync.open_array(store=backend.store, path=p, mode="r", zarr_format=3)
+                    for p in unique
+                )
             )
         )
 
     try:
-        return [zarr.Array(a) for a in sync(go())]
+        opened = dict(zip(unique, (zarr.Array(a) for a in sync(go())), strict=True))
+        return [opened[p] for p in paths]
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise CorruptDataError(
             f"store {backend.url!r}: array missing or unreadable: {exc}"
@@ -174,24 +195,36 @@ def read_metadata(
     for i, piece in enumerate(pieces):
         for name, (kind, key) in state.columns[piece.segment].items():
             jobs.append((i, name, kind, f"{segment_path(arch, piece.segment)}/{key}"))
-    arrays = _open_arrays(backend, [j[3] for j in jobs])
+    # each column array is read once, over the rows of all its pieces, then split per piece
+    spans: dict[str, tuple[int, int]] = {}
+    for i, _, _, path in jobs:
+        lo, hi = spans.get(path, (pieces[i].start, pieces[i].stop))
+        spans[path] = (min(lo, pieces[i].start), max(hi, pieces[i].stop))
+    paths = list(spans)
+    arrays = _open_arrays(backend, paths)
 
     async def read_all() -> list[Any]:
         return list(
             await asyncio.gather(
                 *(
-                    arr._async_array.getitem(slice(pieces[i].start, pieces[i].stop))
-                    for (i, *_), arr in zip(jobs, arrays, strict=True)
+                    arr._async_array.getitem(slice(*spans[path]))
+                    for path, arr in zip(paths, arrays, strict=True)
                 )
             )
         )
 
     try:
-        raws = sync(read_all()) if jobs else []
+        read = dict(zip(paths, sync(read_all()) if jobs else [], strict=True))
+    except StorageError:
+        raise
     except Exception as exc:
         raise CorruptDataError(
             f"store {backend.url!r}: metadata of architecture {arch!r} is unreadable: {exc}"
         ) from exc
+    raws = [
+        read[path][pieces[i].start - spans[path][0] : pieces[i].stop - spans[path][0]]
+        for i, _, _, path in jobs
+    ]
     columns: dict[str, dict[int, np.ndarray]] = {}
     kinds: dict[str, set[str]] = {}
     order: list[str] = []
@@ -262,7 +295,13 @@ def lazy_layers(
         for layer in layout.layers:
             array = next(arrays)
             reader = LayerReader(
-                backend, array, piece.stop, row_names, layer=layer, segment=piece.segment
+                backend,
+                array,
+                piece.stop,
+                row_names,
+                layer=layer,
+                segment=piece.segment,
+                tensors=tuple(t.name for t in layout.layer_tensors(layer)),
             )
             size = int(array.chunks[0])
             full, rest = divmod(piece.stop, size)

@@ -12,7 +12,6 @@ rename locally, a single PUT on object storage) and committed rows never change.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -25,12 +24,10 @@ from wspace.layout import Layout
 from wspace.store.backend import Backend
 from wspace.store.columns import MISSING_STR, encode, merge_kinds
 from wspace.store.config import StoreConfig, codec_chain
-from wspace.store.log import Columns, RowKey, new_id
+from wspace.store.faults import fault_point
+from wspace.store.log import SEGMENT_ID, Columns, RowKey, new_id
 
 __all__ = ["SegmentWriter", "create_segment", "layer_key", "segment_ids", "segment_path"]
-
-SEGMENT_ID = re.compile(r"\d{13}-[0-9a-f]{12}")
-"""Form of segment identifiers (see :func:`wspace.store.log.new_id`)."""
 
 CAPACITY = 2**32
 """Rows a writer segment can hold; its arrays are created at this shape and never resized."""
@@ -166,7 +163,12 @@ class SegmentWriter:
     def append(
         self, vector: np.ndarray, meta: dict[str, Any], kinds: dict[str, str | None], key: RowKey
     ) -> None:
-        """Buffer one validated row; flush chunks that become full."""
+        """Buffer one validated row and flush the chunks that become full.
+
+        A storage failure may interrupt the flush: the row stays buffered (it counts as
+        appended) and the full chunks are written by the next append or commit.
+        """
+        self.flush_full()  # what an earlier failure left unwritten, before buffers move on
         new_columns = {}
         for name, kind in kinds.items():
             old = self.columns.get(name)
@@ -182,11 +184,15 @@ class SegmentWriter:
                 self.columns[name] = (kind, ckey)
             else:
                 self.columns[name] = (kind, self.columns[name][1])
+        # from here on no I/O until the row is fully buffered
         for buf, start, cols in zip(self.bufs, self.starts, self.slices, strict=True):
             buf[self.n - start] = vector[cols]
         self.meta.append(meta)
         self.pending_keys.append(key)
         self.n += 1
+
+    def flush_full(self) -> None:
+        """Write every chunk (weights and metadata) whose rows are all appended."""
         for i, rows in enumerate(self.chunks):
             if self.n - self.starts[i] == rows:
                 self._write_layer(i)
@@ -200,6 +206,7 @@ class SegmentWriter:
     def _write_layer(self, i: int) -> None:
         # always a whole chunk (NaN-padded): zarr then writes without reading it first
         self.arrays[i][self.starts[i] : self.starts[i] + self.chunks[i]] = self.bufs[i]
+        fault_point("segment.chunk-written")
 
     def _write_meta(self) -> None:
         region = slice(self.meta_start, self.meta_start + self.meta_chunk)
@@ -212,6 +219,7 @@ class SegmentWriter:
         """Write the partial chunks; return the ``append`` record body (``None``: nothing new)."""
         if self.n == self.committed:
             return None
+        self.flush_full()
         for i, start in enumerate(self.starts):
             if self.n > start:
                 self._write_layer(i)
@@ -227,10 +235,18 @@ class SegmentWriter:
             "columns": {name: list(v) for name, v in self.columns.items()},
         }
 
-    def committed_ok(self) -> None:
-        """Mark everything appended so far as committed."""
-        self.committed = self.n
-        self.pending_keys = []
+    def committed_ok(self, stop: int | None = None) -> list[RowKey]:
+        """Mark the rows appended so far (or up to ``stop``) as committed; return their keys."""
+        stop = self.n if stop is None else stop
+        done = self.pending_keys[: stop - self.committed]
+        self.pending_keys = self.pending_keys[stop - self.committed :]
+        self.committed = stop
+        return done
+
+    @property
+    def txn(self) -> str:
+        """Identifier of the commit of the rows from ``committed`` on (see ``publish``)."""
+        return f"{self.segment_id}/{self.committed}"
 
     @property
     def pending(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -21,6 +22,7 @@ from wspace.errors import (
 from wspace.layout import Layout
 from wspace.store.backend import StoreLike, resolve
 from wspace.store.columns import RESERVED, kind_of
+from wspace.store.faults import fault_point
 from wspace.store.log import CommitLog, RowKey, as_key, new_id, replay
 from wspace.store.segment import SegmentWriter
 
@@ -73,7 +75,7 @@ class Writer:
         self.backend.check_writable()
         self.log = CommitLog(self.backend)
         self.log.refresh()
-        state = replay(self.log.records)
+        state = replay(self.log.records, url=self.backend.url)
         self.config = state.config
         self.layouts: dict[str, Layout] = {name: a.layout for name, a in state.archs.items()}
         self.committed_keys: set[RowKey] = {k for a in state.archs.values() for k in a.keys}
@@ -156,17 +158,27 @@ class Writer:
             self.segments[name] = segment
         segment.append(vector, meta, kinds, key)
         self.pending[key] = replace
+        segment.flush_full()  # a storage error here leaves the row pending, flushed later
         if len(self.pending) >= self.commit_every:
             self.commit()
 
     def _check_model(self, model: Any) -> None:
         if not isinstance(model, str) or not model:
-            raise SchemaMismatchError(f"model must be a non-empty string, got {model!r}")
-        if "\x00" in model or len(model) > MAX_MODEL_NAME:
             raise SchemaMismatchError(
-                f"model name {model[:40]!r}... must be at most {MAX_MODEL_NAME} characters "
-                "without NUL bytes"
+                f"store {self.backend.url!r}: model must be a non-empty string, got {model!r}"
             )
+        problem = None
+        if len(model) > MAX_MODEL_NAME:
+            problem = f"is {len(model)} characters long; the limit is {MAX_MODEL_NAME}"
+        elif any(c in model for c in "/\\") or model in (".", ".."):
+            problem = "must not contain '/' or '\\' nor be '.' or '..' (it may become a file name)"
+        elif any(ord(c) < 32 or ord(c) == 127 for c in model):
+            problem = "must not contain NUL or other control characters"
+        elif not _encodable(model):
+            problem = "is not valid Unicode (lone surrogates cannot be stored as UTF-8)"
+        if problem:
+            shown = model if len(model) <= 60 else f"{model[:60]}..."
+            raise SchemaMismatchError(f"store {self.backend.url!r}: model name {shown!r} {problem}")
 
     def _arch_for(self, weights: Any, arch: str | None, model: str) -> tuple[str, Layout]:
         if arch is not None:
@@ -202,7 +214,8 @@ class Writer:
                     f"{where}: a flat vector of architecture {layout.name!r} has "
                     f"{layout.size} values; got shape {array.shape}"
                 )
-            vector = array.astype(np.float32, copy=False)
+            with np.errstate(over="ignore"):  # values beyond float32 become inf: refused below
+                vector = array.astype(np.float32, copy=False)
         if not self.allow_nonfinite:
             bad = ~np.isfinite(vector)
             if bad.any():
@@ -217,30 +230,42 @@ class Writer:
     def commit(self) -> int | None:
         """Publish every appended row; return the last commit version (``None``: nothing new).
 
+        Safe to call again after it failed: rows stay pending until their record is on the
+        log, and a record that an interrupted call did publish is found there, not doubled.
+
         Raises
         ------
         DuplicateModelError
             Another writer committed a row with the same key first; this writer's
             uncommitted rows are discarded.
+        StorageError
+            The storage failed even after retries; the uncommitted rows are kept, so
+            ``commit()`` can be called again once it works.
         """
         version = None
         for name, segment in list(self.segments.items()):
-            body = segment.prepare_commit()
-            if body is None:
-                continue
-            mine = {k: self.pending[k] for k in segment.pending_keys}
-            body["replaces"] = [list(k) for k, r in mine.items() if r]
-            body["writer"] = self.id
-            try:
-                version = self.log.publish(body, functools.partial(self._validate, mine=mine))
-            except DuplicateModelError:
-                self.discard()
-                raise
-            self.committed_keys.update(mine)
-            for key in mine:
-                del self.pending[key]
-            segment.committed_ok()
-            log.debug("committed %d rows of %s as version %s", len(mine), name, version)
+            while segment.pending:
+                body = segment.prepare_commit()
+                if body is None:
+                    break
+                mine = {k: self.pending[k] for k in segment.pending_keys}
+                body["replaces"] = [list(k) for k, r in mine.items() if r]
+                body["writer"] = self.id
+                fault_point("commit.before-publish")
+                try:
+                    version = self.log.publish(
+                        body, functools.partial(self._validate, mine=mine), txn=segment.txn
+                    )
+                except DuplicateModelError:
+                    self.discard()
+                    raise
+                fault_point("commit.after-publish")
+                # an earlier, interrupted commit may have published fewer rows: go on from there
+                done = segment.committed_ok(int(self.log.records[version]["stop"]))
+                self.committed_keys.update(done)
+                for key in done:
+                    del self.pending[key]
+                log.debug("committed %d rows of %s as version %s", len(done), name, version)
         return version
 
     def _validate(self, records: list[dict[str, Any]], mine: dict[RowKey, bool]) -> None:
@@ -286,12 +311,18 @@ class Writer:
         )
 
 
-def _is_module(obj: Any) -> bool:
+def _encodable(text: str) -> bool:
     try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
+        text.encode("utf-8")
+    except UnicodeEncodeError:
         return False
-    return isinstance(obj, torch.nn.Module)
+    return True
+
+
+def _is_module(obj: Any) -> bool:
+    # an object can be a torch module only if torch is imported: never import it (seconds) here
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
 
 
 def _as_array(weights: Any) -> np.ndarray:

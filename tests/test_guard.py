@@ -1,0 +1,109 @@
+"""The storage guard: which failures are retried, how often, and what they become."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+
+import pytest
+from zarr.abc.store import Store
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+from zarr.storage import MemoryStore, WrapperStore
+
+import wspace
+from wspace.store.guard import GuardedStore, RetryPolicy
+
+FAST = RetryPolicy(attempts=3, backoff=0.001, timeout=0.5)
+BUF = default_buffer_prototype().buffer.from_bytes(b"abc")
+
+
+class FailingStore(WrapperStore[Store]):
+    """Raises ``error`` on the first ``times`` calls of get/set, then works."""
+
+    def __init__(self, store: Store, error: BaseException, times: int) -> None:
+        super().__init__(store)
+        self.error = error
+        self.times = times
+        self.calls = 0
+
+    def _fail(self) -> None:
+        self.calls += 1
+        if self.calls <= self.times:
+            raise self.error
+
+    async def get(self, key, prototype, byte_range=None):
+        self._fail()
+        return await self._store.get(key, prototype, byte_range)
+
+    async def set(self, key, value):
+        self._fail()
+        await self._store.set(key, value)
+
+
+def guarded(error: BaseException, times: int) -> tuple[GuardedStore, FailingStore]:
+    failing = FailingStore(MemoryStore(), error, times)
+    return GuardedStore(failing, url="memory://guarded", policy=FAST), failing
+
+
+@pytest.mark.parametrize(
+    "error",
+    [OSError(errno.EIO, "I/O error"), ConnectionResetError(), TimeoutError(), RuntimeError("5xx")],
+)
+def test_transient_failures_are_retried(error):
+    store, failing = guarded(error, times=2)
+    sync(store.set("k", BUF))
+    assert failing.calls == 3
+    assert sync(store.get("k", default_buffer_prototype())).to_bytes() == b"abc"
+
+
+def test_persistent_failure_becomes_a_storage_error_naming_store_and_key():
+    store, failing = guarded(OSError(errno.EIO, "I/O error"), times=10)
+    with pytest.raises(wspace.StorageError, match=r"'memory://guarded'.*'k' failed after 3 tries"):
+        sync(store.set("k", BUF))
+    assert failing.calls == 3
+
+
+def test_disk_full_is_not_retried():
+    store, failing = guarded(OSError(errno.ENOSPC, "No space left"), times=10)
+    with pytest.raises(wspace.StorageError, match="no space left writing 'k'") as info:
+        sync(store.set("k", BUF))
+    assert info.value.errno == errno.ENOSPC and failing.calls == 1
+
+
+def test_permission_denied_on_write_is_read_only():
+    store, failing = guarded(PermissionError(errno.EACCES, "denied"), times=10)
+    with pytest.raises(wspace.ReadOnlyStoreError, match="refuses writing 'k'"):
+        sync(store.set("k", BUF))
+    with pytest.raises(wspace.StorageError, match="permission denied reading 'k'"):
+        sync(store.get("k", default_buffer_prototype()))
+    assert failing.calls == 2
+
+
+@pytest.mark.parametrize("error", [FileNotFoundError("k"), ValueError("bad"), KeyError("k")])
+def test_answers_and_programming_errors_pass_unchanged(error):
+    store, failing = guarded(error, times=10)
+    with pytest.raises(type(error)):
+        sync(store.get("k", default_buffer_prototype()))
+    assert failing.calls == 1
+
+
+def test_a_call_without_answer_times_out():
+    class Hanging(WrapperStore[Store]):
+        async def get(self, key, prototype, byte_range=None):
+            await asyncio.sleep(3600)
+
+    store = GuardedStore(Hanging(MemoryStore()), url="memory://hang", policy=FAST)
+    with pytest.raises(wspace.StorageError, match="no answer within 0.5 s"):
+        sync(store.get("k", default_buffer_prototype()))
+
+
+def test_policy_from_environment(monkeypatch):
+    monkeypatch.setenv("WSPACE_IO_ATTEMPTS", "7")
+    monkeypatch.setenv("WSPACE_IO_BACKOFF", "0.5")
+    monkeypatch.setenv("WSPACE_IO_TIMEOUT", "9")
+    policy = RetryPolicy.from_env()
+    assert (policy.attempts, policy.backoff, policy.timeout) == (7, 0.5, 9.0)
+    delays = list(policy.delays())
+    assert len(delays) == 6 and all(0 < d <= policy.max_delay for d in delays)
+    assert delays[0] <= 0.75 and delays[3] >= 2.0  # exponential, jittered +-50%
