@@ -82,7 +82,13 @@ class StoreConfig:
     segment_bytes
         Target uncompressed bytes of one chunk of one layer in a writer segment.
     chunk_bytes
-        Target uncompressed bytes of one chunk of one layer in compacted archives.
+        Target uncompressed bytes of one chunk of one layer in compacted archives: the unit
+        a read decodes (an inner chunk of a shard). Small, so that reading one row decodes
+        little more than that row.
+    shard_bytes
+        Target uncompressed bytes of one shard (one stored object) of one layer in compacted
+        archives; a shard holds whole chunks. Large, so that a layer scan reads few objects.
+        ``0`` writes archives without shards (one object per chunk).
     chunks
         Rows per chunk in compacted archives, overriding ``chunk_bytes``: one number for all
         layers or a ``{layer: rows}`` mapping.
@@ -95,7 +101,8 @@ class StoreConfig:
     codec: str = "blosc-zstd"
     segment_rows: int | None = None
     segment_bytes: int = 2**20
-    chunk_bytes: int = 2**20
+    chunk_bytes: int = 2**17
+    shard_bytes: int = 2**25
     chunks: int | dict[str, int] | None = None
     meta_rows: int = 4096
     commit_every: int = 256
@@ -106,6 +113,8 @@ class StoreConfig:
         for label in ("segment_bytes", "chunk_bytes", "meta_rows", "commit_every"):
             if int(getattr(self, label)) < 1:
                 raise SchemaMismatchError(f"store setting {label} must be >= 1")
+        if int(self.shard_bytes) < 0:
+            raise SchemaMismatchError("store setting shard_bytes must be >= 0")
         if self.segment_rows is not None and self.segment_rows < 1:
             raise SchemaMismatchError("store setting segment_rows must be >= 1")
 
@@ -128,6 +137,15 @@ class StoreConfig:
         else:
             rows = max(1, self.chunk_bytes // (4 * layer_size))
         return max(1, min(rows, max(n_rows, 1)))
+
+    def archive_shard_rows(self, layer: str, layer_size: int, n_rows: int) -> int | None:
+        """Rows per shard of ``layer`` in a compacted archive (a multiple of its chunk rows),
+        or ``None`` for an archive without shards."""
+        if not self.shard_bytes:
+            return None
+        chunk = self.archive_chunk_rows(layer, layer_size, n_rows)
+        per_shard = max(1, self.shard_bytes // (4 * layer_size * chunk))
+        return chunk * min(per_shard, max(1, -(-n_rows // chunk)))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
