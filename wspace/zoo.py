@@ -292,17 +292,14 @@ class Zoo:
         the rows directly, without running a Dask graph.
         """
         try:
-            part = self._layout.layer_slice(name)
+            self._layout.layer_slice(name)
         except LayerNotFoundError as exc:
             raise LayerNotFoundError(f"{self._where()}: {exc}") from None
         data = self._layer_data(name)
         if self._source is not None:
             data = direct_array(data, functools.partial(self._read_layer, name))
         variables, indexes = self._coord_variables()
-        params = {
-            k: xr.Variable((dim,), v[part], fastpath=True)
-            for k, (dim, v) in _param_coords(self._layout).items()
-        }
+        params = _layer_param_variables(self._layout, name)
         attrs = {"store": self._url, "arch": self._arch, "layer": name}
         return _data_array(data, {**params, **variables}, indexes, name, attrs)
 
@@ -436,6 +433,19 @@ class Zoo:
 
 
 @functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=256)
+def _layer_param_variables(layout: Layout, layer: str) -> dict[str, xr.Variable]:
+    """The ``param`` coordinates of one layer as xarray variables (cached per layer)."""
+    tensors = layout.layer_tensors(layer)
+    sizes = [t.size for t in tensors]
+    values = {
+        "layer": np.full(sum(sizes), layer),
+        "tensor": np.repeat(np.array([t.name for t in tensors]), sizes),
+        "index": np.concatenate([np.arange(n) for n in sizes]),
+    }
+    return {k: xr.Variable(("param",), v, fastpath=True) for k, v in values.items()}
+
+
 def _param_coords(layout: Layout) -> dict[str, tuple[str, np.ndarray]]:
     """``layer``, ``tensor`` and ``index`` coordinates along ``param`` (cached per layout)."""
     sizes = [t.size for t in layout.tensors]

@@ -195,6 +195,7 @@ class _Unit:
     data: Any = None
     members: list[_Unit] | None = None  # a whole-shard fetch: the chunks to cut out of it
     absent: bool = False  # the shard's index says the chunk does not exist
+    whole: bool = False  # fetched with its whole shard
 
 
 def _fail(unit: _Unit, why: str) -> Exception:
@@ -202,13 +203,13 @@ def _fail(unit: _Unit, why: str) -> Exception:
     return unit.request.reader._fail(slice(int(rows[0]), int(rows[-1]) + 1), why)
 
 
-def _shard_index(plan: ArrayPlan, reader: LayerReader, shard: int, raw: bytes | None) -> np.ndarray:
+def _shard_index(plan: ArrayPlan, reader: LayerReader, shard: int, raw: Any) -> np.ndarray:
     if raw is None:
         raise reader._fail(
             slice(shard * (plan.shard_rows or 0), (shard + 1) * (plan.shard_rows or 0)),
             f"shard {plan.key_of(shard)} is missing",
         )
-    body, check = raw[:-4], int.from_bytes(raw[-4:], "little")
+    body, check = raw[:-4], int.from_bytes(bytes(raw[-4:]), "little")
     if crc32c.crc32c(body) != check:
         raise reader._fail(
             slice(shard * (plan.shard_rows or 0), (shard + 1) * (plan.shard_rows or 0)),
@@ -320,7 +321,11 @@ def _finish(unit: _Unit) -> None:
 
 
 def _plan_units(requests: Sequence[Request]) -> tuple[list[_Unit], list[Request]]:
-    """Chunks to fetch for the requests this module decodes, and the requests it does not."""
+    """Chunks to fetch for the requests this module decodes, and the requests it does not.
+
+    Shard indexes not cached yet are fetched here, except for shards that will be fetched
+    whole (their index comes with them).
+    """
     units: list[_Unit] = []
     fallback: list[Request] = []
     index_wanted: list[_Unit] = []
@@ -333,15 +338,26 @@ def _plan_units(requests: Sequence[Request]) -> tuple[list[_Unit], list[Request]
             continue
         chunks = req.rows // plan.chunk_rows
         bounds = np.flatnonzero(np.diff(chunks)) + 1
-        for picks in np.split(np.arange(len(req.rows)), bounds):
-            units.append(_Unit(req, int(chunks[picks[0]]), picks))
-        if plan.shard_rows is not None:
-            shards = set((np.unique(chunks) // plan.chunks_per_shard).tolist())
+        mine = [
+            _Unit(req, int(chunks[p[0]]), p) for p in np.split(np.arange(len(req.rows)), bounds)
+        ]
+        units += mine
+        if plan.shard_rows is None:
+            continue
+        per = plan.chunks_per_shard
+        wanted: dict[int, set[int]] = {}
+        for u in mine:
+            wanted.setdefault(u.chunk // per, set()).add(u.chunk)
+        for shard, got in wanted.items():
+            whole = len(got) > 1 and len(got) >= WHOLE_SHARD * per
+            for u in mine:
+                if u.chunk // per == shard:
+                    u.whole = whole
             with plan.lock:
-                missing = sorted(s for s in shards if s not in plan.index_cache)
-            for s in missing:
+                cached = shard in plan.index_cache
+            if not whole and not cached:
                 index_wanted.append(
-                    _Unit(req, s, np.zeros(0, int), plan.key_of(s), plan.index_bytes())
+                    _Unit(req, shard, np.zeros(0, int), plan.key_of(shard), plan.index_bytes())
                 )
     if index_wanted:
         _get_indexes(index_wanted)
@@ -362,24 +378,25 @@ def _locate(units: list[_Unit]) -> list[_Unit]:
         if plan.shard_rows is None:
             u.key = plan.key_of(u.chunk)
             fetches.append(u)
-            continue
-        by_shard.setdefault((id(plan), u.chunk // plan.chunks_per_shard), []).append(u)
+        else:
+            by_shard.setdefault((id(plan), u.chunk // plan.chunks_per_shard), []).append(u)
     for (_, shard), group in by_shard.items():
         plan = plan_for(group[0].request.reader.array)
-        index = plan.index_cache[shard]
         key = plan.key_of(shard)
         for u in group:
-            offset, length = index[u.chunk % plan.chunks_per_shard]
             u.key = key
+        if group[0].whole:
+            fetch = _Unit(group[0].request, shard, np.zeros(0, int), key, members=group)
+            fetches.append(fetch)
+            continue
+        index = plan.index_cache[shard]
+        for u in group:
+            offset, length = index[u.chunk % plan.chunks_per_shard]
             if offset == EMPTY:
                 u.absent = True  # reported when decoded
             else:
                 u.start, u.stop = int(offset), int(offset + length)
-        wanted = {u.chunk for u in group}
-        if len(wanted) >= WHOLE_SHARD * plan.chunks_per_shard and len(group) > 1:
-            fetches.append(_Unit(group[0].request, shard, np.zeros(0, int), key, members=group))
-        else:
-            fetches.extend(group)
+        fetches.extend(group)
     return fetches
 
 
@@ -401,35 +418,55 @@ def read(requests: Sequence[Request]) -> None:
 
 
 def _run(fetches: list[_Unit]) -> None:
-    """Fetch (remote: all at once first; local: in the pool) and decode a batch."""
+    """Fetch a batch (remote: concurrently through zarr's store; local: in the pool), then
+    decode every chunk of it in the pool."""
     remote = [f for f in fetches if not f.absent and _local_root(f.request.reader) is None]
     if remote:
         got = _fetch([(f.request.reader.backend, f.key, f.start, f.stop, False) for f in remote])
         for f, data in zip(remote, got, strict=True):
             _deliver(f, data)
-    fetched = {id(f) for f in remote}
+    local = [f for f in fetches if not f.absent and _local_root(f.request.reader) is not None]
 
-    def job(group: list[_Unit]) -> None:
-        for f in group:
-            if not f.absent and id(f) not in fetched:
-                root = _local_root(f.request.reader)
-                assert root is not None
-                _deliver(f, _read_local(root, f.key, f.start, f.stop, False))
-            for unit in f.members or [f]:
-                _finish(unit)
+    def fetch(f: _Unit) -> None:
+        root = _local_root(f.request.reader)
+        assert root is not None
+        _deliver(f, _read_local(root, f.key, f.start, f.stop, False))
 
-    # a few jobs per thread, each a run of fetches: fewer futures than one per chunk
-    n = max(1, min(len(fetches), 4 * (os.cpu_count() or 2)))
-    list(_pool().map(job, [fetches[k::n] for k in range(n)]))
+    _in_pool(fetch, local)
+    _in_pool(_finish, [u for f in fetches for u in (f.members or [f])])
+
+
+def _in_pool(work: Callable[[_Unit], None], units: list[_Unit]) -> None:
+    """Run ``work`` on every unit in the pool, a few runs of units per thread (fewer futures
+    than one per chunk)."""
+    if not units:
+        return
+    n = max(1, min(len(units), 4 * (os.cpu_count() or 2)))
+
+    def run(group: list[_Unit]) -> None:
+        for unit in group:
+            work(unit)
+
+    list(_pool().map(run, [units[k::n] for k in range(n)]))
 
 
 def _deliver(fetch: _Unit, data: bytes | None) -> None:
+    """Hand fetched bytes to the unit, or cut a whole shard into its chunks."""
     if fetch.members is None:
         fetch.data = None if fetch.absent else data
         return
-    view = None if data is None else memoryview(data)
+    if data is None:
+        for u in fetch.members:
+            u.data = None
+        return
+    plan = plan_for(fetch.request.reader.array)
+    view = memoryview(data)
+    index = _shard_index(plan, fetch.request.reader, fetch.chunk, view[-plan.index_bytes() :])
+    with plan.lock:
+        plan.index_cache[fetch.chunk] = index
     for u in fetch.members:
-        u.data = None if view is None or u.absent else view[u.start : u.stop]
+        offset, length = index[u.chunk % plan.chunks_per_shard]
+        u.data = None if offset == EMPTY else view[int(offset) : int(offset + length)]
 
 
 def _read_with_zarr(req: Request) -> None:

@@ -192,7 +192,9 @@ def _read_block(reader: LayerReader, key: tuple[slice, slice]) -> np.ndarray:
     # a chunk is read and decoded once, then split, however the graph slices it. Blocks span
     # whole rows; they are read by the direct path (fetch + decode on a thread pool).
     rows = key[0] if isinstance(key, tuple) else key
-    if isinstance(rows, slice) and (not isinstance(key, tuple) or key[1] == slice(None)):
+    cols = key[1] if isinstance(key, tuple) and len(key) > 1 else slice(None)
+    width = reader.shape[1]
+    if isinstance(rows, slice) and isinstance(cols, slice) and cols.indices(width) == (0, width, 1):
         return read_block(reader, rows)
     return reader[key]
 
@@ -277,7 +279,8 @@ def _lazy_layers(
                 getitem=_read_block,
                 meta=np.empty((0, 0), np.float32),
             )
-            lazy = lazy[piece.start : piece.stop]
+            if piece.start or piece.stop != lazy.shape[0]:
+                lazy = lazy[piece.start : piece.stop]
             if piece.live is not None:
                 lazy = lazy[np.flatnonzero(piece.live)]
             blocks[layer].append(lazy)
