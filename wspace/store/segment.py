@@ -61,12 +61,14 @@ def create_segment(
     rows: int = CAPACITY,
     chunk_rows: Mapping[str, int] | int,
     shard_rows: Mapping[str, int | None] | None = None,
+    codec: str | None = None,
     attrs: Mapping[str, Any] | None = None,
 ) -> tuple[str, list[zarr.Array]]:
     """Create a segment group and its layer arrays; return ``(segment_id, arrays)``.
 
     With ``shard_rows``, a layer's chunks are stored in shards of that many rows (zarr's
-    sharding codec: one object per shard, with an index of its chunks).
+    sharding codec: one object per shard, with an index of its chunks). ``codec`` is a
+    preset name (default: the store's ``codec``).
     """
     segment_id = new_id()
     path = segment_path(arch, segment_id)
@@ -77,7 +79,7 @@ def create_segment(
             "wspace": {"kind": kind, "arch": arch, "created": time.time(), **dict(attrs or {})}
         },
     )
-    filters, compressors = codec_chain(config.codec)
+    filters, compressors = codec_chain(codec or config.codec)
     arrays = []
     for i, layer in enumerate(layout.layers):
         width = layout.layer_size(layer)
@@ -151,6 +153,7 @@ class SegmentWriter:
             arch=arch,
             kind="segment",
             chunk_rows=dict(zip(layout.layers, self.chunks, strict=True)),
+            codec=config.segment_codec_name(),
             attrs={"writer": writer_id},
         )
         self.path = segment_path(arch, self.segment_id)
