@@ -4,11 +4,11 @@
     python -m benchmarks.child writer MANIFEST OUT URL START STOP READY GO
 
 ``query`` runs one query of :data:`benchmarks.queries.QUERIES` and writes
-``{"seconds": ..., "check": ..., "rss_mb": ...}`` to ``OUT``. ``writer`` generates rows ``[START, STOP)`` of the
-synthetic zoo, creates the file ``READY``, waits for the file ``GO`` to appear, appends the rows
-to the store at ``URL`` through one :class:`wspace.Writer` (default settings) and writes
-``{"end": time.time(), "rows": n, "rss_mb": ...}`` to ``OUT``. ``rss_mb`` is the peak resident
-memory of the process (:func:`peak_rss_mb`).
+``{"seconds": ..., "check": ..., "rss_mb": ...}`` to ``OUT``. ``writer`` generates rows
+``[START, STOP)`` of the synthetic zoo, creates the file ``READY``, waits for the file ``GO``,
+appends the rows to the store at ``URL`` through one :class:`wspace.Writer` (default
+settings) and writes ``{"end": time.time(), "rows": n, "rss_mb": ...}`` to ``OUT``.
+``rss_mb`` is the peak resident memory of the process (:func:`peak_rss_mb`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ def _query(system: str, query: str, manifest: str, out: str) -> None:
         import wspace  # noqa: F401
     m = load_manifest(manifest)
     seconds, result = QUERIES[query][system](m)
-    Path(out).write_text(json.dumps({"seconds": seconds, "check": summary(result), "rss_mb": peak_rss_mb()}))
+    Path(out).write_text(
+        json.dumps({"seconds": seconds, "check": summary(result), "rss_mb": peak_rss_mb()})
+    )
 
 
 def _writer(manifest: str, out: str, url: str, start: str, stop: str, ready: str, go: str) -> None:
@@ -69,7 +71,9 @@ def _writer(manifest: str, out: str, url: str, start: str, stop: str, ready: str
     with wspace.writer(url) as w:
         for row, meta, name in zip(rows, metas, names, strict=True):
             w.append(row, model=name, **meta)
-    Path(out).write_text(json.dumps({"end": time.time(), "rows": last - first, "rss_mb": peak_rss_mb()}))
+    Path(out).write_text(
+        json.dumps({"end": time.time(), "rows": last - first, "rss_mb": peak_rss_mb()})
+    )
 
 
 def main(argv: list[str]) -> None:

@@ -74,7 +74,8 @@ def study(rows: np.ndarray, layout: Layout, chunk_rows: dict[str, int]) -> list[
         raw = sum(c.nbytes for c in chunks)
         stored = sum(len(e) for e in encoded)
         error = max(
-            float(np.max(np.abs(np.frombuffer(d, np.float32) - c.ravel()))) for d, c in zip(decoded, chunks, strict=True)
+            float(np.max(np.abs(np.frombuffer(d, np.float32) - c.ravel())))
+            for d, c in zip(decoded, chunks, strict=True)
         )
         out.append(
             {

@@ -72,7 +72,9 @@ def _model_config(layout: Layout) -> str:
         {"class_name": "Conv2D" if name.startswith("conv") else "Dense", "config": {"name": name}}
         for name in layout.layers
     ]
-    return json.dumps({"class_name": "Sequential", "config": {"name": "sequential", "layers": layers}})
+    return json.dumps(
+        {"class_name": "Sequential", "config": {"name": "sequential", "layers": layers}}
+    )
 
 
 def export_keras_h5(zoo: Zoo, dst: str | Path, fmt: str = "keras-h5") -> list[Path]:
@@ -129,8 +131,11 @@ def export_modelwise_pickle(zoo: Zoo, dst: str | Path, fmt: str = "modelwise-pic
         for meta, row in _rows(zoo):
             by_layer = {p: torch.from_numpy(row[index[p][0]].reshape(index[p][1])) for p in paths}
             flat = torch.cat([t.reshape(-1) for t in by_layer.values()])
-            yield {"model": str(meta["model"]), "parameters_by_layer": by_layer,
-                   "parameters_flat": flat}  # fmt: skip
+            yield {
+                "model": str(meta["model"]),
+                "parameters_by_layer": by_layer,
+                "parameters_flat": flat,
+            }
 
     _dump(path, _Streamed(items()))
     return [path]
@@ -195,7 +200,9 @@ def write_raw(zoo: Zoo, dst: str | Path) -> list[Path]:
     """
     path = Path(dst)
     path.parent.mkdir(parents=True, exist_ok=True)
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(zoo), zoo.layout.size))
+    out = np.lib.format.open_memmap(
+        path, mode="w+", dtype=np.float32, shape=(len(zoo), zoo.layout.size)
+    )
     for first in range(0, len(zoo), BATCH):
         block = zoo.isel(slice(first, first + BATCH)).values
         out[first : first + len(block)] = block

@@ -50,8 +50,11 @@ def write_store(
     written = time.perf_counter() - started
     t = time.perf_counter()
     wspace.compact(url)
-    return {"write_seconds": written, "append_seconds": appended,
-            "compact_seconds": time.perf_counter() - t}  # fmt: skip
+    return {
+        "write_seconds": written,
+        "append_seconds": appended,
+        "compact_seconds": time.perf_counter() - t,
+    }
 
 
 def build(
@@ -128,7 +131,9 @@ def build(
         "q2": {
             "positions": positions.tolist(),
             "models": [synth.model(int(i)) for i in positions],
-            "files": [h5_file_name(str(models["cls"][i]), int(models["count"][i])) for i in positions],
+            "files": [
+                h5_file_name(str(models["cls"][i]), int(models["count"][i])) for i in positions
+            ],
         },
         "q4": {
             "position": q4,

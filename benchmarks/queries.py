@@ -281,7 +281,10 @@ def summary(result: Result) -> dict[str, Any]:
     """A checksum of a query result that does not depend on parameter or row order."""
     if isinstance(result, dict):
         return {
-            layer: {"mean": float(np.sum(a, dtype=np.float64)), "std": float(np.sum(b, dtype=np.float64))}
+            layer: {
+                "mean": float(np.sum(a, dtype=np.float64)),
+                "std": float(np.sum(b, dtype=np.float64)),
+            }
             for layer, (a, b) in sorted(result.items())
         }
     array = np.asarray(result)

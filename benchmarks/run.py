@@ -43,24 +43,41 @@ DATA_KEYS = {
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--models", type=int, default=10_610, help="rows of the zoo (default 10,610)")
     p.add_argument("--quick", action="store_true", help="small smoke-test sizes, one repetition")
     p.add_argument("--reps", type=int, default=None, help="timed runs per query and cache (5)")
     p.add_argument("--workdir", default="/tmp/wspace-bench", help="where the data is written")
-    p.add_argument("--cache", default="auto", choices=["auto", "drop_caches", "fadvise", "none"],
-                   help="how to empty the page cache for cold runs")  # fmt: skip
-    p.add_argument("--scale-models", type=int, default=None, help="rows of the scale test (100,000)")
-    p.add_argument("--scale-layout", default="auto", choices=["auto", "lenet5", "lenet5-small"],
-                   help="layout of the scale test (auto: lenet5-small unless the disk is large)")  # fmt: skip
+    p.add_argument(
+        "--cache",
+        default="auto",
+        choices=["auto", "drop_caches", "fadvise", "none"],
+        help="how to empty the page cache for cold runs",
+    )
+    p.add_argument(
+        "--scale-models", type=int, default=None, help="rows of the scale test (100,000)"
+    )
+    p.add_argument(
+        "--scale-layout",
+        default="auto",
+        choices=["auto", "lenet5", "lenet5-small"],
+        help="layout of the scale test (auto: lenet5-small unless the disk is large)",
+    )
     p.add_argument("--q6-rows", type=int, default=None, help="rows appended per Q6 measurement")
     p.add_argument("--epochs", type=int, default=None, help="training epochs of the base networks")
-    p.add_argument("--queries", default="q1,q2,q3,q4,q5,q6,q7,codecs,scale",
-                   help="comma-separated subset to run")  # fmt: skip
+    p.add_argument(
+        "--queries",
+        default="q1,q2,q3,q4,q5,q6,q7,codecs,scale",
+        help="comma-separated subset to run",
+    )
     p.add_argument("--reuse", action="store_true", help="reuse data built by an earlier run")
     p.add_argument("--keep", action="store_true", help="keep the data when done")
     p.add_argument("--out", default="benchmarks/results/latest.json", help="JSON results")
-    p.add_argument("--docs", default=None, help="write the Markdown page here (docs/performance.md)")
+    p.add_argument(
+        "--docs", default=None, help="write the Markdown page here (docs/performance.md)"
+    )
     args = p.parse_args(argv)
     quick = args.quick
     if quick and args.workdir == "/tmp/wspace-bench":
@@ -82,22 +99,37 @@ def _build(args: argparse.Namespace, name: str, **kwargs: Any) -> tuple[dict[str
     from benchmarks.generate import build
 
     path = Path(args.workdir) / name / "manifest.json"
-    want = {"n_models": kwargs["n_models"], "layout": kwargs.get("layout", "lenet5"),
-            "epochs": args.epochs, "n_bases": args.n_bases, "negatives": args.negatives}  # fmt: skip
+    want = {
+        "n_models": kwargs["n_models"],
+        "layout": kwargs.get("layout", "lenet5"),
+        "epochs": args.epochs,
+        "n_bases": args.n_bases,
+        "negatives": args.negatives,
+    }
     if args.reuse and path.exists():
         manifest = json.loads(path.read_text())
         if all(manifest.get(k) == v for k, v in want.items()):
             log.info("reusing %s", path)
             return manifest, str(path)
-    manifest = build(Path(args.workdir), name, epochs=args.epochs, n_bases=args.n_bases,
-                     negatives=args.negatives, **kwargs)  # fmt: skip
+    manifest = build(
+        Path(args.workdir),
+        name,
+        epochs=args.epochs,
+        n_bases=args.n_bases,
+        negatives=args.negatives,
+        **kwargs,
+    )
     return manifest, str(path)
 
 
 def measure_queries(
-    manifest: dict[str, Any], path: str, queries: list[str], args: argparse.Namespace,
-    cache: runner.Cache, loads: list[float],
-) -> dict[str, Any]:  # fmt: skip
+    manifest: dict[str, Any],
+    path: str,
+    queries: list[str],
+    args: argparse.Namespace,
+    cache: runner.Cache,
+    loads: list[float],
+) -> dict[str, Any]:
     """Every query on every system that has data, warm then cold; medians and checks."""
     out: dict[str, Any] = {}
     errors: list[str] = []
@@ -124,8 +156,10 @@ def measure_queries(
             for s, rs in by.items():
                 for r in rs:
                     if not same(reference, r.check, rtol=1e-3 if q == "q3" else 1e-6):
-                        errors.append(f"{manifest['name']} {q} {c}: {s} disagrees with wspace: "
-                                      f"{r.check} != {reference}")  # fmt: skip
+                        errors.append(
+                            f"{manifest['name']} {q} {c}: {s} disagrees with wspace: "
+                            f"{r.check} != {reference}"
+                        )
         out[q]["check"] = reference
     return {"queries": out, "errors": errors}
 
@@ -142,13 +176,15 @@ def measure_q6(manifest: dict[str, Any], path: str, args: argparse.Namespace) ->
     summary = []
     for writers in (1, 2, 4):
         mine = [r for r in runs if r["writers"] == writers]
-        summary.append({
-            "writers": writers,
-            "models_per_s": float(np.median([r["models_per_s"] for r in mine])),
-            "lost_total": sum(r["lost"] for r in mine),
-            "duplicated_total": sum(r["duplicated"] for r in mine),
-            "rss_mb": max(r["rss_mb"] for r in mine),
-        })  # fmt: skip
+        summary.append(
+            {
+                "writers": writers,
+                "models_per_s": float(np.median([r["models_per_s"] for r in mine])),
+                "lost_total": sum(r["lost"] for r in mine),
+                "duplicated_total": sum(r["duplicated"] for r in mine),
+                "rss_mb": max(r["rss_mb"] for r in mine),
+            }
+        )
     return {"rows": rows, "runs": runs, "summary": summary}
 
 
@@ -185,8 +221,12 @@ def measure_q7(manifest: dict[str, Any]) -> dict[str, Any]:
             nz = want != 0
             worst_rel = max(worst_rel, float((diff[nz] / np.abs(want[nz])).max()))
         out["lossy_max_abs_error"], out["lossy_max_rel_error"] = worst_abs, worst_rel
-    for key, label in (("h5", "HDF5 folder"), ("modelwise", "modelwise pickle"),
-                       ("layerwise", "layerwise pickle"), ("raw", "raw float32 .npy")):  # fmt: skip
+    for key, label in (
+        ("h5", "HDF5 folder"),
+        ("modelwise", "modelwise pickle"),
+        ("layerwise", "layerwise pickle"),
+        ("raw", "raw float32 .npy"),
+    ):
         if key in manifest:
             per[label] = _size(manifest[key]) / n
     out["bytes_per_model"] = per
@@ -200,7 +240,9 @@ def measure_codecs(manifest: dict[str, Any], rows: int) -> dict[str, Any]:
 
     layout = layout_named(manifest["layout"])
     source = np.load(manifest["raw"], mmap_mode="r")
-    pick = np.sort(np.random.default_rng(0).choice(len(source), min(rows, len(source)), replace=False))
+    pick = np.sort(
+        np.random.default_rng(0).choice(len(source), min(rows, len(source)), replace=False)
+    )
     sample = np.asarray(source[pick])
     config = StoreConfig()
     chunk_rows = {
@@ -210,7 +252,11 @@ def measure_codecs(manifest: dict[str, Any], rows: int) -> dict[str, Any]:
     inner = getattr(config, "archive_inner_rows", None)
     if inner is not None:
         chunk_rows = {layer: inner(layer, layout.layer_size(layer)) for layer in layout.layers}
-    return {"rows": len(sample), "chunk_rows": chunk_rows, "results": study(sample, layout, chunk_rows)}
+    return {
+        "rows": len(sample),
+        "chunk_rows": chunk_rows,
+        "results": study(sample, layout, chunk_rows),
+    }
 
 
 def environment() -> dict[str, Any]:
@@ -224,8 +270,13 @@ def environment() -> dict[str, Any]:
         "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "versions": {"zarr": zarr.__version__, "numpy": np.__version__, "dask": dask.__version__,
-                     "xarray": xarray.__version__, "h5py": h5py.__version__},  # fmt: skip
+        "versions": {
+            "zarr": zarr.__version__,
+            "numpy": np.__version__,
+            "dask": dask.__version__,
+            "xarray": xarray.__version__,
+            "h5py": h5py.__version__,
+        },
         "disk_free_gb": shutil.disk_usage("/").free / 2**30,
     }
 
@@ -238,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     cache = runner.Cache(args.cache)
     loads: list[float] = [os.getloadavg()[0]]
     res: dict[str, Any] = {
-        "command": "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m benchmarks.run "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
         "started": runner.now(),
         "environment": environment(),
         "cache_mode": cache.mode,
@@ -248,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     errors: list[str] = []
     queries = [q for q in ("q1", "q2", "q3", "q4", "q5") if q in args.selected]
     manifest, path = _build(args, "main", n_models=args.models, q2_models=args.q2_models)
-    main_res = {k: manifest[k] for k in ("n_models", "layout", "params", "epochs", "n_bases", "timings")}
+    main_res = {
+        k: manifest[k] for k in ("n_models", "layout", "params", "epochs", "n_bases", "timings")
+    }
     got = measure_queries(manifest, path, queries, args, cache, loads)
     main_res["queries"], errors = got["queries"], errors + got["errors"]
     res["main"] = main_res
@@ -266,9 +320,15 @@ def main(argv: list[str] | None = None) -> int:
         if layout == "auto":  # the full layout needs ~4 copies of 366 KB per row
             need = args.scale_models * 91_481 * 4 * 4.2
             layout = "lenet5" if shutil.disk_usage(workdir).free > 1.5 * need else "lenet5-small"
-        manifest, path = _build(args, "scale", n_models=args.scale_models, layout=layout,
-                                baselines=("keras-h5", "layerwise-pickle"), lossy=None,
-                                q2_models=1)  # fmt: skip
+        manifest, path = _build(
+            args,
+            "scale",
+            n_models=args.scale_models,
+            layout=layout,
+            baselines=("keras-h5", "layerwise-pickle"),
+            lossy=None,
+            q2_models=1,
+        )
         got = measure_queries(manifest, path, ["q5", "q1"], args, cache, loads)
         res["scale"] = {k: manifest[k] for k in ("n_models", "layout", "params", "timings")}
         res["scale"]["queries"], errors = got["queries"], errors + got["errors"]

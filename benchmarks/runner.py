@@ -1,11 +1,12 @@
 """Run measurements in fresh processes, with a warm or a cold page cache.
 
-Every timed query runs in its own ``python -m benchmarks.child`` process; the child reports the
-query's wall-clock time and its own peak resident memory (``VmHWM``: ``ru_maxrss`` of a child
-would include the parent's memory, inherited over fork and kept across exec). Before a cold run the page cache is emptied: with ``echo 3 >
-/proc/sys/vm/drop_caches`` when that is permitted (``drop_caches``), otherwise with
-``posix_fadvise(POSIX_FADV_DONTNEED)`` on every file of the data the query reads (``fadvise``:
-the files' cached pages go, the directory and inode caches stay — hence "cold-ish").
+Every timed query runs in its own ``python -m benchmarks.child`` process; the child reports
+the query's wall-clock time and its own peak resident memory (``VmHWM``: ``ru_maxrss`` of a
+child would include the parent's memory, inherited over fork and kept across exec). Before a
+cold run the page cache is emptied: with ``echo 3 > /proc/sys/vm/drop_caches`` when that is
+permitted (``drop_caches``), otherwise with ``posix_fadvise(POSIX_FADV_DONTNEED)`` on every
+file of the data the query reads (``fadvise``: the files' cached pages go, the directory and
+inode caches stay — hence "cold-ish").
 """
 
 from __future__ import annotations

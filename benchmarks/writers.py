@@ -23,7 +23,9 @@ from benchmarks.synth import layout_named, model_name
 __all__ = ["measure_writers"]
 
 
-def measure_writers(manifest: dict[str, Any], manifest_path: str, writers: int, rows: int) -> dict[str, Any]:
+def measure_writers(
+    manifest: dict[str, Any], manifest_path: str, writers: int, rows: int
+) -> dict[str, Any]:
     """Append ``rows`` rows with ``writers`` concurrent processes; return the measurement."""
     root = Path(manifest["root"]) / f"q6-{writers}"
     if root.exists():
@@ -36,8 +38,16 @@ def measure_writers(manifest: dict[str, Any], manifest_path: str, writers: int, 
     with tempfile.TemporaryDirectory(prefix="wspace-bench-q6-") as tmp:
         procs = []
         for k in range(writers):
-            args = ["writer", manifest_path, f"{tmp}/out{k}.json", url, str(bounds[k]),
-                    str(bounds[k + 1]), f"{tmp}/ready{k}", str(go)]  # fmt: skip
+            args = [
+                "writer",
+                manifest_path,
+                f"{tmp}/out{k}.json",
+                url,
+                str(bounds[k]),
+                str(bounds[k + 1]),
+                f"{tmp}/ready{k}",
+                str(go),
+            ]
             log = Path(tmp) / f"log{k}.txt"
             procs.append((spawn(args, log), log))
         while not all(Path(f"{tmp}/ready{k}").exists() for k in range(writers)):
