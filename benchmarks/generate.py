@@ -114,6 +114,7 @@ def build(
         "n_models": n_models,
         "layout": layout,
         "params": synth.layout.size,
+        "layout_dict": synth.layout.to_dict(),
         "epochs": epochs,
         "n_bases": n_bases,
         "negatives": negatives,

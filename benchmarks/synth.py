@@ -31,13 +31,28 @@ from typing import Any
 import numpy as np
 
 from wspace.layout import Layout
-from wspace.train.data import IMAGENETTE_CLASSES
 
 __all__ = ["CLASSES", "SynthZoo", "model_name", "small_layout", "train_bases"]
 
-CLASSES: tuple[str, ...] = IMAGENETTE_CLASSES
-"""Class names of the synthetic zoo (the published zoo's); base ``k`` is trained on digit ``k``."""
+CLASSES: tuple[str, ...] = (
+    "tench", "english_springer", "cassette_player", "chain_saw", "church",
+    "french_horn", "garbage_truck", "gas_pump", "golf_ball", "parachute",
+)  # fmt: skip
+"""Class names of the synthetic zoo (the published zoo's, ``wspace.train.data``'s
+``IMAGENETTE_CLASSES``, repeated here so that writer processes need not import torch)."""
 
+_FULL_SHAPES: dict[str, tuple[int, ...]] = {
+    "conv2d/weight": (6, 3, 5, 5),
+    "conv2d/bias": (6,),
+    "conv2d_1/weight": (16, 6, 5, 5),
+    "conv2d_1/bias": (16,),
+    "conv2d_2/weight": (120, 16, 5, 5),
+    "conv2d_2/bias": (120,),
+    "dense/weight": (84, 480),
+    "dense/bias": (84,),
+    "dense_1/weight": (1, 84),
+    "dense_1/bias": (1,),
+}
 _SMALL_SHAPES: dict[str, tuple[int, ...]] = {
     "conv2d/weight": (6, 3, 5, 5),
     "conv2d/bias": (6,),
@@ -57,23 +72,30 @@ def model_name(i: int) -> str:
     return f"{CLASSES[i % len(CLASSES)]}_{i // len(CLASSES)}"
 
 
-def full_layout() -> Layout:
-    """The torch LeNet-5 layout of the published zoo (91,481 parameters)."""
-    from wspace.architectures import lenet5_layout
+def _layout(name: str, shapes: dict[str, tuple[int, ...]], channels: int) -> Layout:
+    tensors: list[dict[str, Any]] = []
+    for tensor, shape in shapes.items():
+        entry: dict[str, Any] = {"name": tensor, "shape": list(shape)}
+        entry["source_name"] = tensor.replace("/", ".")
+        if tensor == "dense/weight":
+            entry["flatten_shape"] = [channels, 2, 2]
+        tensors.append(entry)
+    arch = "lenet5" if name == "lenet5" else None
+    return Layout.from_dict({"name": name, "architecture": arch, "tensors": tensors})
 
-    return lenet5_layout()
+
+def full_layout() -> Layout:
+    """The torch LeNet-5 layout of the published zoo (91,481 parameters).
+
+    Equal to :func:`wspace.architectures.lenet5_layout` (tested), built without torch so that
+    benchmark processes need not import it.
+    """
+    return _layout("lenet5", _FULL_SHAPES, 120)
 
 
 def small_layout() -> Layout:
     """A 8,937-parameter LeNet-5 variant (``conv2d_2`` 8 channels) for the scale test."""
-    tensors: list[dict[str, Any]] = []
-    for name, shape in _SMALL_SHAPES.items():
-        entry: dict[str, Any] = {"name": name, "shape": list(shape)}
-        entry["source_name"] = name.replace("/", ".")
-        if name == "dense/weight":
-            entry["flatten_shape"] = [8, 2, 2]
-        tensors.append(entry)
-    return Layout.from_dict({"name": "lenet5-small", "tensors": tensors})
+    return _layout("lenet5-small", _SMALL_SHAPES, 8)
 
 
 def layout_named(name: str) -> Layout:
@@ -162,6 +184,8 @@ class SynthZoo:
     bases: dict[str, Any]
     layout_name: str = "lenet5"
     seed: int = 0
+    layout_dict: dict[str, Any] | None = None
+    """The layout as ``Layout.to_dict()`` (spares importing torch to build LeNet-5's)."""
     rel_noise: float = 0.05
     abs_noise: float = 0.02
     layout: Layout = field(init=False)
@@ -169,7 +193,11 @@ class SynthZoo:
     _scale: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.layout = layout_named(self.layout_name)
+        self.layout = (
+            Layout.from_dict(self.layout_dict)
+            if self.layout_dict is not None
+            else layout_named(self.layout_name)
+        )
         full = np.asarray(self.bases["weights"], dtype=np.float32)
         base = full if self.layout_name == "lenet5" else np.stack([_cut_small(b) for b in full])
         self._base = base

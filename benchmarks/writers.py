@@ -18,7 +18,8 @@ from typing import Any
 
 import wspace
 from benchmarks.runner import reap, spawn
-from benchmarks.synth import layout_named, model_name
+from benchmarks.synth import model_name
+from wspace.layout import Layout
 
 __all__ = ["measure_writers"]
 
@@ -32,7 +33,7 @@ def measure_writers(
         shutil.rmtree(root)
     root.mkdir(parents=True)
     url = str(root / "store.zarr")
-    wspace.create(url, layout_named(manifest["layout"]))
+    wspace.create(url, Layout.from_dict(manifest["layout_dict"]))
     bounds = [rows * k // writers for k in range(writers + 1)]
     go = root / "go"
     with tempfile.TemporaryDirectory(prefix="wspace-bench-q6-") as tmp:

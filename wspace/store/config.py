@@ -17,7 +17,7 @@ FORMAT_VERSION = 1
 """Version of the on-storage layout written by this wspace."""
 
 CODECS: dict[str, str] = {
-    "blosc-zstd": "Blosc zstd level 5 with bit-shuffle + crc32c (default; lossless)",
+    "blosc-zstd": "Blosc zstd level 3 with bit-shuffle, 64 KiB blocks + crc32c (default; lossless)",
     "blosc-lz4": "Blosc lz4 with bit-shuffle + crc32c (lossless; fastest, compresses least)",
     "zstd": "Zstandard level 3 + crc32c (lossless)",
     "none": "no compression, crc32c only",
@@ -37,7 +37,10 @@ def codec_chain(name: str) -> tuple[list[Any], list[Any]]:
     name
         One of :data:`CODECS` (``bitround-14`` for ``bitround-N``).
     """
-    blosc = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+    # level 3, 64 KiB blocks: on trained LeNet-5 weights in 128 KiB archive chunks this
+    # compresses better than level 5 with automatic blocks (0.875x vs 0.889x raw) and encodes
+    # faster (benchmarks/codec_study.py)
+    blosc = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle", blocksize=2**16)
     if name == "blosc-zstd":
         return [], [blosc, Crc32cCodec()]
     if name == "blosc-lz4":
