@@ -473,7 +473,7 @@ def _data_array(
     construct = getattr(xr.DataArray, "_construct_direct", None)
     if construct is not None:
         try:
-            return construct(variable, dict(coords), name, dict(indexes))  # type: ignore[no-any-return]
+            return construct(variable, dict(coords), name, dict(indexes))
         except TypeError:  # pragma: no cover - another xarray signature
             pass
     return xr.DataArray(  # pragma: no cover

@@ -126,7 +126,7 @@ class LazyKeysArchState(ArchState):
 
     _loader: Callable[[], list[RowKey]] | None = None
 
-    @property  # type: ignore[override]
+    @property
     def keys(self) -> dict[RowKey, tuple[int, int]]:
         """Visible key -> (piece index, offset in piece)."""
         loader = self._loader

@@ -27,7 +27,6 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import crc32c
@@ -177,9 +176,10 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
-def _local_root(reader: LayerReader) -> Path | None:
+def _local_root(reader: LayerReader) -> str | None:
+    """The folder of a plain local store (read with ``os.pread``); ``None`` for any other."""
     store = reader.backend.store
-    return Path(store.root) if type(store) is LocalStore else None
+    return str(store.root) if type(store) is LocalStore else None
 
 
 @dataclass
@@ -237,9 +237,9 @@ def _fetch(items: list[tuple[Any, str, int, int | None, bool]]) -> list[bytes | 
     return [None if b is None else b.to_bytes() for b in sync(all_())]
 
 
-def _read_local(root: Path, key: str, start: int, stop: int | None, suffix: bool) -> bytes | None:
+def _read_local(root: str, key: str, start: int, stop: int | None, suffix: bool) -> bytes | None:
     try:
-        with open(root / key, "rb") as f:
+        with open(os.path.join(root, key), "rb") as f:
             if suffix:
                 f.seek(-start, os.SEEK_END)
                 return f.read()
@@ -425,18 +425,53 @@ def _run(fetches: list[_Unit]) -> None:
         got = _fetch([(f.request.reader.backend, f.key, f.start, f.stop, False) for f in remote])
         for f, data in zip(remote, got, strict=True):
             _deliver(f, data)
-    local = [f for f in fetches if not f.absent and _local_root(f.request.reader) is not None]
+    by_file: dict[str, list[_Unit]] = {}
+    for f in fetches:
+        root = None if f.absent else _local_root(f.request.reader)
+        if root is not None:
+            by_file.setdefault(os.path.join(root, f.key), []).append(f)
 
-    def fetch(f: _Unit) -> None:
-        root = _local_root(f.request.reader)
-        assert root is not None
-        _deliver(f, _read_local(root, f.key, f.start, f.stop, False))
+    def fetch(path: str) -> None:  # one open per object, one pread per run of ranges
+        group = by_file[path]
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            for f in group:
+                _deliver(f, None)
+            return
+        try:
+            for run in _runs(group):
+                first, last = run[0].start, run[-1].stop
+                if last is None:
+                    data = os.pread(fd, os.fstat(fd).st_size, 0)
+                    _deliver(run[0], data)
+                    continue
+                data = os.pread(fd, last - first, first)
+                view = memoryview(data)
+                for f in run:
+                    assert f.stop is not None
+                    _deliver(f, view[f.start - first : f.stop - first])
+        finally:
+            os.close(fd)
 
-    _in_pool(fetch, local)
+    _in_pool(fetch, list(by_file))
     _in_pool(_finish, [u for f in fetches for u in (f.members or [f])])
 
 
-def _in_pool(work: Callable[[_Unit], None], units: list[_Unit]) -> None:
+def _runs(group: list[_Unit]) -> list[list[_Unit]]:
+    """Byte ranges of one object in order, adjacent ones joined into one read."""
+    ordered = sorted(group, key=lambda f: f.start)
+    runs: list[list[_Unit]] = []
+    for f in ordered:
+        last = runs[-1][-1] if runs else None
+        if last is not None and f.stop is not None and last.stop == f.start:
+            runs[-1].append(f)
+        else:
+            runs.append([f])
+    return runs
+
+
+def _in_pool(work: Callable[[Any], None], units: list[Any]) -> None:
     """Run ``work`` on every unit in the pool, a few runs of units per thread (fewer futures
     than one per chunk)."""
     if not units:
