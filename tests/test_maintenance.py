@@ -35,7 +35,11 @@ def test_compact_merges_segments_and_keeps_every_row(spot):
     assert len(zoo) == 19 and zoo.models["model"].iloc[-1] == "late"
     dense_1 = zoo.layer("dense_1").data.chunks[0]
     conv2d_2 = zoo.layer("conv2d_2").data.chunks[0]
-    assert dense_1[0] == 18 and conv2d_2[0] == 5  # ~1 MiB per chunk of each layer
+    assert dense_1[0] == 18 and conv2d_2[0] == 18  # Dask blocks follow the shards
+    # small chunks by bytes (~128 KiB: one row of conv2d_2), in shards of ~32 MiB per layer
+    archive = {layer: zoo._source.readers[layer][0].array for layer in ("dense_1", "conv2d_2")}
+    assert archive["conv2d_2"].chunks == (1, 48120) and archive["conv2d_2"].shards == (18, 48120)
+    assert archive["dense_1"].chunks == (18, 85) and archive["dense_1"].shards == (18, 85)
 
 
 def test_compaction_racing_a_writer_loses_nothing(tmp_path):

@@ -22,11 +22,14 @@ from wspace.errors import (
     listing,
 )
 from wspace.layout import Layout
+from wspace.store.fastread import direct_array
 
 if TYPE_CHECKING:
     import torch
 
     from wspace.loader import Batch, WeightDataset
+    from wspace.store.fastread import RowSource
+    from wspace.store.metaread import LazyColumns
     from wspace.store.reader import StoreHandle
 
 __all__ = ["Zoo"]
@@ -61,6 +64,8 @@ class Zoo:
         arch: str | None = None,
         handle: StoreHandle | None = None,
         positions: np.ndarray | None = None,
+        source: RowSource | None = None,
+        lazy_columns: LazyColumns | None = None,
     ) -> None:
         # per-layer Dask arrays over all rows of the store, each in its storage chunking, and
         # the positions of this zoo's rows among them (None: all rows, in order)
@@ -71,6 +76,11 @@ class Zoo:
         self._url = url
         self._arch = arch or layout.name
         self._handle = handle
+        self._source = source  # reads rows directly (no Dask graph) for .values and friends
+        # JSON columns (curves) are decoded only when asked for; _models holds the others
+        self._lazy = lazy_columns if lazy_columns is not None and lazy_columns.names else None
+        self._frame_cache: pd.DataFrame | None = None
+        self._coord_cache: tuple[dict[str, xr.Variable], dict[str, Any]] | None = None
         self._ds: xr.Dataset | None = None
 
     # -- what it is --------------------------------------------------------------------------
@@ -101,7 +111,27 @@ class Zoo:
     @property
     def models(self) -> pd.DataFrame:
         """Row metadata, one row per model row, in zoo order (a copy)."""
-        return self._models.copy()
+        return self._frame().copy()
+
+    def _frame(self) -> pd.DataFrame:
+        """Every metadata column (JSON columns decoded now, for these rows only)."""
+        if self._lazy is None:
+            return self._models
+        if self._frame_cache is None:
+            frame = self._models.copy()
+            rows = self._rows()
+            for name in self._lazy.names:
+                frame[name] = pd.Series(self._lazy.values(name, rows), dtype=object)
+            self._frame_cache = frame[[c for c in self._lazy.order if c in frame.columns]]
+        return self._frame_cache
+
+    def _columns(self) -> list[str]:
+        return list(self._lazy.order) if self._lazy is not None else list(self._models.columns)
+
+    def _column(self, name: str) -> pd.Series:
+        if self._lazy is not None and name in self._lazy.names:
+            return pd.Series(self._lazy.values(name, self._rows()), dtype=object, name=name)
+        return self._models[name]
 
     @property
     def layout(self) -> Layout:
@@ -128,7 +158,7 @@ class Zoo:
         return len(self._models)
 
     def __repr__(self) -> str:
-        cols = ", ".join(c for c in self._models.columns if c != "model")
+        cols = ", ".join(c for c in self._columns() if c != "model")
         return (
             f"<wspace.Zoo {self.url!r} arch={self._arch!r}: {len(self)} rows x "
             f"{self._layout.size} params, {len(self._layout.layers)} layers; "
@@ -140,7 +170,20 @@ class Zoo:
         return data if self._positions is None else data[_as_slice(self._positions)]
 
     def _model_coords(self) -> dict[str, Any]:
+        # scalar columns only: JSON columns (lists, dicts) are in .models, decoded on demand
         return {c: ("model", _coord(self._models[c])) for c in self._models.columns}
+
+    def _coord_variables(self) -> tuple[dict[str, xr.Variable], dict[str, Any]]:
+        """The model coordinates as xarray variables, and the ``model`` index (cached)."""
+        if self._coord_cache is None:
+            names = _coord(self._models["model"])
+            index = xr.indexes.PandasIndex(pd.Index(names, dtype=object, name="model"), "model")
+            variables: dict[str, xr.Variable] = dict(index.create_variables())
+            for c in self._models.columns:
+                if c != "model":
+                    variables[c] = xr.Variable(("model",), _coord(self._models[c]), fastpath=True)
+            self._coord_cache = (variables, {"model": index})
+        return self._coord_cache
 
     def _where(self) -> str:
         return f"store {self.url!r} (arch {self._arch!r})"
@@ -165,6 +208,8 @@ class Zoo:
             arch=self._arch,
             handle=self._handle,
             positions=base,
+            source=self._source,
+            lazy_columns=self._lazy,
         )
 
     def sel(self, **selectors: Any) -> Zoo:
@@ -177,12 +222,12 @@ class Zoo:
         """
         mask = np.ones(len(self), dtype=bool)
         for column, value in selectors.items():
-            if column not in self._models.columns:
+            if column not in self._columns():
                 raise CoordinateNotFoundError(
                     f"{self._where()} has no metadata column {column!r}; columns: "
-                    f"{listing(self._models.columns)}"
+                    f"{listing(self._columns())}"
                 )
-            series = self._models[column]
+            series = self._column(column)
             if callable(value):
                 hit = np.asarray(value(series), dtype=bool)
             elif isinstance(value, slice):
@@ -211,7 +256,7 @@ class Zoo:
         ``condition`` is a callable on the metadata DataFrame (``lambda m: m.accuracy > 0.9``)
         or a boolean array/Series/DataArray of one value per row.
         """
-        result = condition(self._models) if callable(condition) else condition
+        result = condition(self._frame()) if callable(condition) else condition
         mask = np.asarray(getattr(result, "values", result), dtype=bool)
         if mask.shape != (len(self),):
             raise SchemaMismatchError(
@@ -241,19 +286,28 @@ class Zoo:
 
     # -- selecting parameters ----------------------------------------------------------------
     def layer(self, name: str) -> xr.DataArray:
-        """The parameters of one layer, ``(model, param)``, lazy, with all coordinates."""
+        """The parameters of one layer, ``(model, param)``, lazy, with all coordinates.
+
+        The data is a Dask array; converting it to numpy (``.values``, ``np.asarray``) reads
+        the rows directly, without running a Dask graph.
+        """
         try:
-            part = self._layout.layer_slice(name)
+            self._layout.layer_slice(name)
         except LayerNotFoundError as exc:
             raise LayerNotFoundError(f"{self._where()}: {exc}") from None
-        params = {k: (dim, v[part]) for k, (dim, v) in _param_coords(self._layout).items()}
-        return xr.DataArray(
-            self._layer_data(name),
-            dims=("model", "param"),
-            coords={**params, **self._model_coords()},
-            name=name,
-            attrs={"store": self._url, "arch": self._arch, "layer": name},
-        )
+        data = self._layer_data(name)
+        if self._source is not None:
+            data = direct_array(data, functools.partial(self._read_layer, name))
+        variables, indexes = self._coord_variables()
+        params = _layer_param_variables(self._layout, name)
+        attrs = {"store": self._url, "arch": self._arch, "layer": name}
+        return _data_array(data, {**params, **variables}, indexes, name, attrs)
+
+    def _read_layer(self, name: str) -> np.ndarray:
+        out = np.empty((len(self), self._layout.layer_size(name)), dtype=np.float32)
+        assert self._source is not None
+        self._source.read(self._rows(), [name], out, [slice(None)])
+        return out
 
     def tensor(self, name: str) -> xr.DataArray:
         """One tensor in its shape, ``(model, *shape)``, lazy.
@@ -292,10 +346,19 @@ class Zoo:
         Each layer is read in its own storage chunking, so every chunk is read once.
         """
         out = np.empty((len(self), self._layout.size), dtype=np.float32)
-        targets = [out[:, self._layout.layer_slice(layer)] for layer in self._layout.layers]
-        sources = [self._layer_data(layer) for layer in self._layout.layers]
+        layers = self._layout.layers
+        columns = [self._layout.layer_slice(layer) for layer in layers]
+        if self._source is not None:  # the direct path: concurrent reads, decoded in place
+            self._source.read(self._rows(), layers, out, columns)
+            return out
+        targets = [out[:, cols] for cols in columns]
+        sources = [self._layer_data(layer) for layer in layers]
         da.store(sources, targets, lock=False)  # chunks land in place: no second copy
         return out
+
+    def _rows(self) -> np.ndarray:
+        """Positions of this zoo's rows among the store's visible rows."""
+        return np.arange(len(self)) if self._positions is None else self._positions
 
     def to_torch(self) -> torch.Tensor:
         """All weights as a ``(rows, params)`` float32 torch tensor (reads them)."""
@@ -311,7 +374,7 @@ class Zoo:
             for layer in self._layout.layers
         }
         return Zoo(
-            layers, self._models, self._layout, url=self._url, arch=self._arch, handle=self._handle
+            layers, self._frame(), self._layout, url=self._url, arch=self._arch, handle=self._handle
         )
 
     def row(self, i: int | str, *, step: int | None = None) -> np.ndarray:
@@ -322,7 +385,7 @@ class Zoo:
         """Iterate ``(metadata, flat vector)`` over rows, reading ``batch_size`` rows at once."""
         for start in range(0, len(self), batch_size):
             block = self.isel(slice(start, start + batch_size)).values
-            records = self._models.iloc[start : start + batch_size].to_dict("records")
+            records = self._frame().iloc[start : start + batch_size].to_dict("records")
             for meta, vector in zip(records, block, strict=True):
                 yield _clean(meta), vector
 
@@ -370,6 +433,19 @@ class Zoo:
 
 
 @functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=256)
+def _layer_param_variables(layout: Layout, layer: str) -> dict[str, xr.Variable]:
+    """The ``param`` coordinates of one layer as xarray variables (cached per layer)."""
+    tensors = layout.layer_tensors(layer)
+    sizes = [t.size for t in tensors]
+    values = {
+        "layer": np.full(sum(sizes), layer),
+        "tensor": np.repeat(np.array([t.name for t in tensors]), sizes),
+        "index": np.concatenate([np.arange(n) for n in sizes]),
+    }
+    return {k: xr.Variable(("param",), v, fastpath=True) for k, v in values.items()}
+
+
 def _param_coords(layout: Layout) -> dict[str, tuple[str, np.ndarray]]:
     """``layer``, ``tensor`` and ``index`` coordinates along ``param`` (cached per layout)."""
     sizes = [t.size for t in layout.tensors]
@@ -378,6 +454,35 @@ def _param_coords(layout: Layout) -> dict[str, tuple[str, np.ndarray]]:
         "tensor": ("param", np.repeat(np.array([t.name for t in layout.tensors]), sizes)),
         "index": ("param", np.concatenate([np.arange(n) for n in sizes])),
     }
+
+
+def _data_array(
+    data: Any,
+    coords: dict[str, xr.Variable],
+    indexes: dict[str, Any],
+    name: str,
+    attrs: dict[str, Any],
+) -> xr.DataArray:
+    """A ``(model, param)`` DataArray from ready-made coordinate variables.
+
+    xarray's public constructor re-validates (and deep-copies object) coordinates: 2-6 ms
+    for a zoo's ~20 metadata columns, more than reading a small layer. Its internal
+    ``_construct_direct`` takes them as they are; the public path is the fallback.
+    """
+    variable = xr.Variable(("model", "param"), data, attrs=attrs, fastpath=True)
+    construct = getattr(xr.DataArray, "_construct_direct", None)
+    if construct is not None:
+        try:
+            return construct(variable, dict(coords), name, dict(indexes))
+        except TypeError:  # pragma: no cover - another xarray signature
+            pass
+    return xr.DataArray(  # pragma: no cover
+        data,
+        dims=("model", "param"),
+        coords=xr.Coordinates(coords, indexes=indexes),
+        name=name,
+        attrs=attrs,
+    )
 
 
 def _coord(series: pd.Series) -> np.ndarray:

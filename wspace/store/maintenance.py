@@ -17,7 +17,9 @@ from zarr.core.sync import sync
 
 from wspace.errors import CorruptDataError
 from wspace.store.backend import StoreLike
+from wspace.store.checkpoint import checkpoint_log
 from wspace.store.columns import encode
+from wspace.store.fastread import object_rows
 from wspace.store.faults import fault_point
 from wspace.store.log import CommitLog
 from wspace.store.reader import LayerReader, StoreHandle, _open_arrays, open_store
@@ -50,10 +52,12 @@ def compact(
 ) -> dict[str, int]:
     """Rewrite the rows of each architecture group into one read-optimised archive segment.
 
-    The archive is chunked per layer by bytes (about ``chunk_bytes`` per chunk, see
-    :class:`~wspace.store.config.StoreConfig`), then published by one commit record: readers
-    see the old segments or the archive, never a mix, and writers may keep appending while
-    it runs (their commits apply on top of the archive). Old segments stay until vacuumed.
+    The archive is chunked per layer by bytes (about ``chunk_bytes`` per chunk, in shards of
+    about ``shard_bytes``, see :class:`~wspace.store.config.StoreConfig`) and published by one
+    commit record: readers see the old segments or the archive, never a mix, and writers may
+    keep appending while it runs (their commits apply on top of the archive). Old segments
+    stay until vacuumed. A log checkpoint of the new head is written last, so that ``open``
+    reads it instead of every commit record.
 
     Returns
     -------
@@ -91,11 +95,23 @@ def compact(
             layer: config.archive_chunk_rows(layer, layout.layer_size(layer), n)
             for layer in layout.layers
         }
+        shard_rows = {
+            layer: config.archive_shard_rows(layer, layout.layer_size(layer), n)
+            for layer in layout.layers
+        }
         segment_id, arrays = create_segment(
-            backend, layout, config, arch=name, kind="archive", rows=n, chunk_rows=chunk_rows
+            backend,
+            layout,
+            config,
+            arch=name,
+            kind="archive",
+            rows=n,
+            chunk_rows=chunk_rows,
+            shard_rows=shard_rows,
         )
-        sources = [
-            zoo.layer(layer).data.rechunk((chunk_rows[layer], -1)) for layer in layout.layers
+        sources = [  # one task per stored object (a shard, or a chunk)
+            zoo.layer(layer).data.rechunk((shard_rows[layer] or chunk_rows[layer], -1))
+            for layer in layout.layers
         ]
         with dask.config.set(scheduler="threads"):
             da.store(sources, arrays, lock=False)  # type: ignore[arg-type]
@@ -135,6 +151,7 @@ def compact(
         fault_point("compact.after-publish")
         log.info("compacted %d rows of %s into %s", n, name, segment_id)
         done[name] = n
+    checkpoint_log(backend)  # open() then reads one checkpoint, not every record
     return done
 
 
@@ -244,7 +261,7 @@ def verify(url: StoreLike, *, storage_options: Mapping[str, Any] | None = None) 
                 continue
             for layer, array in zip(state.layout.layers, arrays, strict=True):
                 existing = set(backend.list_prefix(f"{array.path}/c/"))
-                size = int(array.chunks[0])
+                size = object_rows(array)  # rows per stored object (shard or chunk)
                 tensors = tuple(t.name for t in state.layout.layer_tensors(layer))
                 reader = LayerReader(
                     backend,
@@ -377,7 +394,8 @@ def vacuum(
     >>> len(wspace.vacuum(url, grace_seconds=0)["segments"])
     2
     """
-    handle = open_store(url, storage_options=storage_options, read_only=dry_run)
+    # every record, not a checkpoint: a segment's last use is in records a checkpoint drops
+    handle = open_store(url, storage_options=storage_options, read_only=dry_run, checkpoint=False)
     backend = handle.backend
     if not dry_run:
         backend.check_writable()
@@ -413,7 +431,7 @@ def vacuum(
                 if len(parts) >= 3 and parts[1] == "c" and parts[2].isdigit():
                     if parts[0] not in rows_per_chunk:
                         array = backend.open_array(f"{path}/{parts[0]}")
-                        rows_per_chunk[parts[0]] = int(array.chunks[0])
+                        rows_per_chunk[parts[0]] = object_rows(array)
                     if int(parts[2]) * rows_per_chunk[parts[0]] >= stop:
                         removed["chunks"].append(key)
                         removed["bytes"] += len(backend.read(key) or b"")

@@ -17,8 +17,10 @@ from zarr.core.sync import sync
 from wspace.errors import ArchitectureNotFoundError, CorruptDataError, StorageError, listing
 from wspace.layout import Layout
 from wspace.store.backend import Backend, StoreLike, resolve
-from wspace.store.columns import decode, to_series
+from wspace.store.checkpoint import load_checkpoint
+from wspace.store.fastread import RowSource, object_rows, read_block
 from wspace.store.log import ArchState, CommitLog, Piece, StoreState, replay
+from wspace.store.metaread import read_metadata
 from wspace.store.segment import layer_key, segment_path
 
 if TYPE_CHECKING:
@@ -87,7 +89,7 @@ class LayerReader:
         return block
 
     def _check_chunks_exist(self, rows: slice) -> None:
-        size = int(self.array.chunks[0])
+        size = object_rows(self.array)
         for index in range(rows.start // size, (rows.stop - 1) // size + 1):
             key = f"{self.array.path}/c/{index}/0"
             if not self.backend.exists(key):
@@ -103,7 +105,8 @@ class StoreHandle:
     state: StoreState
     storage_options: Mapping[str, Any] | None = None
     state_records: list[dict[str, Any]] = field(default_factory=list)
-    """The commit records the state was replayed from."""
+    """The commit records the state was replayed from (after a checkpoint: the records it
+    summarises, compact keys left out, and every later record)."""
 
     @property
     def archs(self) -> list[str]:
@@ -140,20 +143,38 @@ class StoreHandle:
         name = arch or self.default_arch()
         state = self.arch_state(name)
         pieces = state.merged()
-        models_df = read_metadata(self.backend, name, state, pieces)
-        layers = lazy_layers(self.backend, name, state.layout, pieces, models_df)
-        return Zoo(layers, models_df, state.layout, url=self.backend.url, arch=name, handle=self)
+        models_df, lazy = read_metadata(self.backend, name, state, pieces)
+        layers, source = lazy_layers(self.backend, name, state.layout, pieces, models_df)
+        return Zoo(
+            layers,
+            models_df,
+            state.layout,
+            url=self.backend.url,
+            arch=name,
+            handle=self,
+            source=source,
+            lazy_columns=lazy,
+        )
 
 
 def open_store(
-    url: StoreLike, *, storage_options: Mapping[str, Any] | None = None, read_only: bool = True
+    url: StoreLike,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    read_only: bool = True,
+    checkpoint: bool = True,
 ) -> StoreHandle:
-    """Resolve ``url``, read the whole commit log and replay it.
+    """Resolve ``url`` and replay its commit log (from the latest checkpoint, if any).
 
     With ``read_only`` (the default) nothing is ever written to the storage: every write
     through the handle's backend raises :class:`~wspace.errors.ReadOnlyStoreError`.
     """
     backend = resolve(url, storage_options=storage_options, read_only=read_only)
+    if checkpoint:
+        loaded = load_checkpoint(backend)
+        if loaded is not None:
+            state, records = loaded
+            return StoreHandle(backend, state, storage_options, state_records=records)
     log = CommitLog(backend)
     log.refresh()
     return StoreHandle(
@@ -187,95 +208,62 @@ def _open_arrays(backend: Backend, paths: list[str]) -> list[zarr.Array]:
         ) from exc
 
 
-def read_metadata(
-    backend: Backend, arch: str, state: ArchState, pieces: list[Piece]
-) -> pd.DataFrame:
-    """Read the metadata columns of the visible rows into a DataFrame (row order)."""
-    jobs: list[tuple[int, str, str, str]] = []  # piece, column, kind, path
-    for i, piece in enumerate(pieces):
-        for name, (kind, key) in state.columns[piece.segment].items():
-            jobs.append((i, name, kind, f"{segment_path(arch, piece.segment)}/{key}"))
-    # each column array is read once, over the rows of all its pieces, then split per piece
-    spans: dict[str, tuple[int, int]] = {}
-    for i, _, _, path in jobs:
-        lo, hi = spans.get(path, (pieces[i].start, pieces[i].stop))
-        spans[path] = (min(lo, pieces[i].start), max(hi, pieces[i].stop))
-    paths = list(spans)
-    arrays = _open_arrays(backend, paths)
-
-    async def read_all() -> list[Any]:
-        return list(
-            await asyncio.gather(
-                *(
-                    arr._async_array.getitem(slice(*spans[path]))
-                    for path, arr in zip(paths, arrays, strict=True)
-                )
-            )
-        )
-
-    try:
-        read = dict(zip(paths, sync(read_all()) if jobs else [], strict=True))
-    except StorageError:
-        raise
-    except Exception as exc:
-        raise CorruptDataError(
-            f"store {backend.url!r}: metadata of architecture {arch!r} is unreadable: {exc}"
-        ) from exc
-    raws = [
-        read[path][pieces[i].start - spans[path][0] : pieces[i].stop - spans[path][0]]
-        for i, _, _, path in jobs
-    ]
-    columns: dict[str, dict[int, np.ndarray]] = {}
-    kinds: dict[str, set[str]] = {}
-    order: list[str] = []
-    for (i, name, kind, _), raw in zip(jobs, raws, strict=True):
-        values = decode(kind, np.asarray(raw))
-        if pieces[i].live is not None:
-            values = values[pieces[i].live]
-        if name not in columns:
-            order.append(name)
-        columns.setdefault(name, {})[i] = values
-        kinds.setdefault(name, set()).add(kind)
-    sizes = [p.n_live for p in pieces]
-    data = {}
-    for name in order:
-        parts = []
-        for i, n in enumerate(sizes):
-            part = columns[name].get(i)
-            if part is None:
-                part = np.full(n, None, dtype=object)
-            parts.append(part.astype(object) if len(kinds[name]) > 1 else part)
-        merged = np.concatenate(parts) if parts else np.empty(0, dtype=object)
-        data[name] = to_series(name, kinds[name], merged)
-    frame = pd.DataFrame(data, index=pd.RangeIndex(sum(sizes)))
-    if "model" not in frame:
-        frame["model"] = pd.Series(np.empty(0, dtype=object), dtype=object)
-    return frame[["model", *[c for c in frame.columns if c != "model"]]]
-
-
 def _read_block(reader: LayerReader, key: tuple[slice, slice]) -> np.ndarray:
     # A getter Dask does not recognise, so that it never fuses later slices into the read:
-    # a chunk is read and decoded once, then split, however the graph slices it.
+    # a chunk is read and decoded once, then split, however the graph slices it. Blocks span
+    # whole rows; they are read by the direct path (fetch + decode on a thread pool).
+    rows = key[0] if isinstance(key, tuple) else key
+    cols = key[1] if isinstance(key, tuple) and len(key) > 1 else slice(None)
+    width = reader.shape[1]
+    if isinstance(rows, slice) and isinstance(cols, slice) and cols.indices(width) == (0, width, 1):
+        return read_block(reader, rows)
     return reader[key]
 
 
 def lazy_layers(
     backend: Backend, arch: str, layout: Layout, pieces: list[Piece], models: pd.DataFrame
-) -> dict[str, da.Array]:
-    """Per layer, the ``(model, layer param)`` Dask array over every visible row.
+) -> tuple[dict[str, da.Array], RowSource]:
+    """Per layer, the ``(model, layer param)`` Dask array over every visible row, and the
+    :class:`~wspace.store.fastread.RowSource` that reads any rows of them directly.
 
-    Each keeps the chunking of its storage, so a layer scan reads each chunk once. Nothing is
-    read until computed.
+    Each Dask array has one block per stored object (a shard, or a chunk), so a layer scan
+    reads each object once. Nothing is read until computed.
     """
+    readers: dict[str, list[LayerReader]] = {layer: [] for layer in layout.layers}
+    piece_of = np.repeat(np.arange(len(pieces)), [p.n_live for p in pieces])
+    row_of = np.concatenate(
+        [
+            np.arange(p.start, p.stop)[p.live] if p.live is not None else np.arange(p.start, p.stop)
+            for p in pieces
+        ]
+        or [np.zeros(0, np.int64)]
+    )
+    source = RowSource(readers, piece_of, row_of.astype(np.int64))
     if not pieces:
-        return {
-            layer: da.zeros(
-                (0, layout.layer_size(layer)),
-                dtype=np.float32,
-                chunks=((0,), (layout.layer_size(layer),)),
-            )
-            for layer in layout.layers
-        }
+        return _empty_layers(layout), source
+    return _lazy_layers(backend, arch, layout, pieces, models, readers), source
+
+
+def _empty_layers(layout: Layout) -> dict[str, da.Array]:
+    """Empty per-layer Dask arrays (a zoo without rows)."""
+    return {
+        layer: da.zeros(
+            (0, layout.layer_size(layer)),
+            dtype=np.float32,
+            chunks=((0,), (layout.layer_size(layer),)),
+        )
+        for layer in layout.layers
+    }
+
+
+def _lazy_layers(
+    backend: Backend,
+    arch: str,
+    layout: Layout,
+    pieces: list[Piece],
+    models: pd.DataFrame,
+    readers: dict[str, list[LayerReader]],
+) -> dict[str, da.Array]:
     paths = [
         f"{segment_path(arch, p.segment)}/{layer_key(i)}"
         for p in pieces
@@ -303,7 +291,8 @@ def lazy_layers(
                 segment=piece.segment,
                 tensors=tuple(t.name for t in layout.layer_tensors(layer)),
             )
-            size = int(array.chunks[0])
+            readers[layer].append(reader)
+            size = object_rows(array)
             full, rest = divmod(piece.stop, size)
             chunks = ((size,) * full + ((rest,) if rest else ()), (reader.shape[1],))
             name = f"wspace-{backend.url}-{arch}-{piece.segment}-{layer}-{piece.stop}"
@@ -317,7 +306,8 @@ def lazy_layers(
                 getitem=_read_block,
                 meta=np.empty((0, 0), np.float32),
             )
-            lazy = lazy[piece.start : piece.stop]
+            if piece.start or piece.stop != lazy.shape[0]:
+                lazy = lazy[piece.start : piece.stop]
             if piece.live is not None:
                 lazy = lazy[np.flatnonzero(piece.live)]
             blocks[layer].append(lazy)

@@ -57,9 +57,16 @@ def create_segment(
     kind: str,
     rows: int = CAPACITY,
     chunk_rows: Mapping[str, int] | int,
+    shard_rows: Mapping[str, int | None] | None = None,
+    codec: str | None = None,
     attrs: Mapping[str, Any] | None = None,
 ) -> tuple[str, list[zarr.Array]]:
-    """Create a segment group and its layer arrays; return ``(segment_id, arrays)``."""
+    """Create a segment group and its layer arrays; return ``(segment_id, arrays)``.
+
+    With ``shard_rows``, a layer's chunks are stored in shards of that many rows (zarr's
+    sharding codec: one object per shard, with an index of its chunks). ``codec`` is a
+    preset name (default: the store's ``codec``).
+    """
     segment_id = new_id()
     path = segment_path(arch, segment_id)
     group = zarr.create_group(
@@ -69,16 +76,18 @@ def create_segment(
             "wspace": {"kind": kind, "arch": arch, "created": time.time(), **dict(attrs or {})}
         },
     )
-    filters, compressors = codec_chain(config.codec)
+    filters, compressors = codec_chain(codec or config.codec)
     arrays = []
     for i, layer in enumerate(layout.layers):
         width = layout.layer_size(layer)
         crow = chunk_rows if isinstance(chunk_rows, int) else chunk_rows[layer]
+        srow = None if shard_rows is None else shard_rows.get(layer)
         arrays.append(
             group.create_array(
                 layer_key(i),
                 shape=(rows, width),
                 chunks=(crow, width),
+                shards=None if srow is None else (srow, width),
                 dtype="float32",
                 fill_value=np.nan,
                 filters=filters,
@@ -141,6 +150,7 @@ class SegmentWriter:
             arch=arch,
             kind="segment",
             chunk_rows=dict(zip(layout.layers, self.chunks, strict=True)),
+            codec=config.segment_codec_name(),
             attrs={"writer": writer_id},
         )
         self.path = segment_path(arch, self.segment_id)

@@ -1,0 +1,147 @@
+"""Build the benchmark's data: one zoo written as a wspace store and as every baseline.
+
+Layout of a work directory (``--workdir``, default ``/tmp/wspace-bench``)::
+
+    bases-e{epochs}.npz        trained base networks (cache, reused across runs)
+    <name>/manifest.json       paths and query parameters (read by the query processes)
+    <name>/store.zarr          wspace store, default settings, written by one writer, compacted
+    <name>/h5/                 binary_oneVall_{class}_{count}_model.h5, one per model
+    <name>/modelwise.pkl       modelwise pickle (list of per-model dicts of torch tensors)
+    <name>/layerwise.pkl       layerwise pickle (per class, per layer, lists of numpy rows)
+    <name>/raw.npy             float32 (rows, params), rows in zoo order (+ .classes.npy)
+    <name>/lossy.zarr          the same zoo with the opt-in lossy codec (Q7)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import wspace
+from benchmarks.formats import EXPORTERS, h5_file_name, write_raw
+from benchmarks.synth import SynthZoo, train_bases
+
+__all__ = ["build", "write_store"]
+
+log = logging.getLogger(__name__)
+
+
+def write_store(
+    url: str, zoo: SynthZoo, *, codec: str = "blosc-zstd", block: int = 256
+) -> dict[str, float]:
+    """Create a store with default settings (but ``codec``), append every row, compact."""
+    wspace.create(url, zoo.layout, codec=codec)
+    started = time.perf_counter()
+    appended = 0.0
+    with wspace.writer(url) as w:
+        for first in range(0, zoo.n_models, block):
+            last = min(first + block, zoo.n_models)
+            rows = zoo.rows(first, last)
+            t = time.perf_counter()
+            for i, row in zip(range(first, last), rows, strict=True):
+                w.append(row, model=zoo.model(i), **zoo.meta(i))
+            appended += time.perf_counter() - t
+    written = time.perf_counter() - started
+    t = time.perf_counter()
+    wspace.compact(url)
+    return {
+        "write_seconds": written,
+        "append_seconds": appended,
+        "compact_seconds": time.perf_counter() - t,
+    }
+
+
+def build(
+    workdir: Path,
+    name: str,
+    *,
+    n_models: int,
+    layout: str = "lenet5",
+    epochs: int = 2,
+    n_bases: int = 10,
+    negatives: int | None = None,
+    baselines: tuple[str, ...] = ("keras-h5", "modelwise-pickle", "layerwise-pickle"),
+    lossy: str | None = "bitround-14",
+    q2_models: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Write the zoo ``name`` under ``workdir`` (replacing it) and return its manifest."""
+    root = Path(workdir) / name
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    bases = train_bases(epochs, Path(workdir), n_bases=n_bases, negatives=negatives)
+    synth = SynthZoo(n_models, bases, layout, seed=seed)
+    timings: dict[str, Any] = {"train_bases_seconds": bases["seconds"]}
+    store = str(root / "store.zarr")
+    log.info("%s: writing the wspace store (%d rows)", name, n_models)
+    timings["store"] = write_store(store, synth)
+    zoo = wspace.open(store)
+    paths: dict[str, Any] = {"store": store}
+    t = time.perf_counter()
+    files = write_raw(zoo, root / "raw.npy")
+    timings["raw_seconds"] = time.perf_counter() - t
+    paths["raw"], paths["raw_classes"] = str(files[0]), str(files[1])
+    targets = {
+        "keras-h5": ("h5", root / "h5"),
+        "modelwise-pickle": ("modelwise", root / "modelwise.pkl"),
+        "layerwise-pickle": ("layerwise", root / "layerwise.pkl"),
+    }
+    for fmt in baselines:
+        key, dst = targets[fmt]
+        log.info("%s: writing %s", name, fmt)
+        t = time.perf_counter()
+        EXPORTERS[fmt](zoo, dst)
+        timings[f"{key}_seconds"] = time.perf_counter() - t
+        paths[key] = str(dst)
+    if lossy:
+        log.info("%s: writing the lossy store (%s)", name, lossy)
+        paths["lossy"] = str(root / "lossy.zarr")
+        paths["lossy_codec"] = lossy
+        timings["lossy"] = write_store(paths["lossy"], synth, codec=lossy)
+    rng = np.random.default_rng(seed)
+    positions = np.sort(rng.choice(n_models, size=min(q2_models, n_models), replace=False))
+    models = zoo.models
+    q4 = n_models // 2
+    manifest = {
+        "name": name,
+        "n_models": n_models,
+        "layout": layout,
+        "params": synth.layout.size,
+        "layout_dict": synth.layout.to_dict(),
+        "epochs": epochs,
+        "n_bases": n_bases,
+        "negatives": negatives,
+        "seed": seed,
+        "fingerprint": synth.fingerprint(),
+        "cache": str(Path(workdir)),
+        "root": str(root),
+        **paths,
+        "layers": list(synth.layout.layers),
+        "layer_slices": {
+            layer: [synth.layout.layer_slice(layer).start, synth.layout.layer_slice(layer).stop]
+            for layer in synth.layout.layers
+        },
+        "q1": {"cls": "church", "layer": "dense_1"},
+        "q2": {
+            "positions": positions.tolist(),
+            "models": [synth.model(int(i)) for i in positions],
+            "files": [
+                h5_file_name(str(models["cls"][i]), int(models["count"][i])) for i in positions
+            ],
+        },
+        "q4": {
+            "position": q4,
+            "model": synth.model(q4),
+            "file": h5_file_name(str(models["cls"][q4]), int(models["count"][q4])),
+        },
+        "timings": timings,
+    }
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
