@@ -304,8 +304,10 @@ def _log_files(url: str) -> list[str]:
 
 
 HOSTILE_NAMES = {
-    "slash": "church/649",
+    "empty-component": "church//649",
+    "only-slash": "/",
     "dotdot-path": "../../etc/passwd",
+    "dot-component": "runs/./7",
     "dotdot": "..",
     "dot": ".",
     "backslash": "a\\b",
@@ -328,10 +330,20 @@ def test_hostile_model_names_are_refused_and_store_unchanged(tmp_path, name, tri
     _unchanged(url, before)
     assert _log_files(url) == records
     trials.add(
-        "hostile input: model names ('/', '..', '.', '\\', NUL, control, 10 kB, surrogate)",
+        "hostile input: model names ('//', '/', '..', '.', '\\', NUL, control, 10 kB, surrogate)",
         1,
         "SchemaMismatchError naming the store; store unchanged",
     )
+
+
+def test_model_names_may_be_paths(tmp_path):
+    """'/' separates folders (a cnn-zoo ``modeldir``, a torch file's relative path)."""
+    url = tiny_zoo(str(tmp_path / "z.zarr"), 2, layout=SMALL)
+    names = ["church/649", "/tmp/mnist/1000"]
+    with wspace.writer(url) as w:
+        for name in names:
+            w.append(np.zeros(26, np.float32), model=name)
+    assert set(names) <= set(wspace.open(url).models["model"])
 
 
 @pytest.mark.parametrize(

@@ -65,8 +65,9 @@ def curve_models(zoo: Zoo, *, by: str = "cls", limit: int = 10) -> list[str]:
     Examples
     --------
     >>> import wspace
-    >>> with wspace.writer(wspace.create("memory://doc-curves", wspace.Layout.from_dict(
-    ...         {"tensors": [{"name": "fc/weight", "shape": [2]}]}))) as w:
+    >>> wspace.create("memory://doc-curves", wspace.Layout.from_dict(
+    ...     {"tensors": [{"name": "fc/weight", "shape": [2]}]}))
+    >>> with wspace.writer("memory://doc-curves") as w:
     ...     for i in range(4):
     ...         w.append(np.zeros(2, "float32"), model=f"m{i}", cls="ab"[i % 2],
     ...                  curve_val_loss=[1.0, 0.5])

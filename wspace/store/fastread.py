@@ -82,9 +82,23 @@ class ArrayPlan:
     decoders: list[Any] | None
     """numcodecs codecs to undo, last applied first (``"crc32c"`` for a checksum); ``None``
     when the chain is not one this module decodes."""
-    key_of: Callable[[int], str]
+    metadata: Any
+    """The array's zarr metadata (it encodes chunk keys)."""
     index_cache: dict[int, np.ndarray] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def key_of(self, index: int) -> str:
+        """Store key of the object holding row-unit ``index`` (a shard, or a chunk)."""
+        return f"{self.path}/{self.metadata.encode_chunk_key((index, 0))}"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a dask worker gets its own lock and index cache (locks do not pickle)
+        state = dict(self.__dict__)
+        state["index_cache"], state["lock"] = {}, None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, lock=threading.Lock())
 
     @property
     def chunks_per_shard(self) -> int:
@@ -144,12 +158,9 @@ def plan_for(array: zarr.Array) -> ArrayPlan:
         decoders = _decoders(codecs)
     if np.dtype(array.dtype) != np.float32 or array.ndim != 2:
         decoders = None
-    path = array.path
-
-    def key_of(index: int) -> str:
-        return f"{path}/{meta.encode_chunk_key((index, 0))}"
-
-    plan = ArrayPlan(path, int(array.shape[1]), int(array.chunks[0]), shard_rows, decoders, key_of)
+    plan = ArrayPlan(
+        array.path, int(array.shape[1]), int(array.chunks[0]), shard_rows, decoders, meta
+    )
     array._wspace_plan = plan  # type: ignore[attr-defined]
     return plan
 

@@ -170,8 +170,13 @@ class Writer:
         problem = None
         if len(model) > MAX_MODEL_NAME:
             problem = f"is {len(model)} characters long; the limit is {MAX_MODEL_NAME}"
-        elif any(c in model for c in "/\\") or model in (".", ".."):
-            problem = "must not contain '/' or '\\' nor be '.' or '..' (it may become a file name)"
+        elif "\\" in model or any(p in (".", "..") for p in model.split("/")):
+            problem = (
+                "must not contain '\\' nor a '.' or '..' path component (exports use it as a "
+                "relative file path; '/' separates folders)"
+            )
+        elif "//" in model.strip("/") or model.strip("/") == "":
+            problem = "must not have an empty path component ('//' or only '/')"
         elif any(ord(c) < 32 or ord(c) == 127 for c in model):
             problem = "must not contain NUL or other control characters"
         elif not _encodable(model):
