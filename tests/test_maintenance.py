@@ -140,6 +140,7 @@ def test_vacuum_reclaims_superseded_and_orphaned_data_after_grace(tmp_path):
     assert removed["bytes"] > 0
     info_after = wspace.info(url)
     assert info_after["bytes_stored"] == info_before["bytes_stored"] - removed["bytes"]
+    assert info_after["bytes_total"] == info_before["bytes_total"] - removed["bytes"]
     # what remains beyond the live segments is group metadata (zarr.json) only
     assert 0 <= info_after["bytes_stored"] - info_after["bytes_live"] < 10_000
     after = wspace.open(url)

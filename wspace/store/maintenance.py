@@ -300,7 +300,12 @@ def verify(url: StoreLike, *, storage_options: Mapping[str, Any] | None = None) 
 
 
 def info(url: StoreLike, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Summary of a store: rows, models, architectures, columns, segments, bytes, codec."""
+    """Summary of a store: rows, models, architectures, columns, segments, bytes, codec.
+
+    ``bytes_live`` counts the segments rows are read from, ``bytes_stored`` everything under
+    the architectures (superseded segments included, until ``vacuum``), ``bytes_total`` the
+    whole store (commit log, checkpoints and interrupted temporary files included).
+    """
     handle = open_store(url, storage_options=storage_options)
     config = handle.state.config
     archs = {}
@@ -331,6 +336,7 @@ def info(url: StoreLike, *, storage_options: Mapping[str, Any] | None = None) ->
         "codec": config.codec,
         "archs": archs,
         "bytes_stored": stored,
+        "bytes_total": handle.backend.size_under(""),
         "bytes_live": live,
         "bytes_raw": raw,
         "ratio": (raw / live) if live else float("nan"),
