@@ -500,7 +500,7 @@ def _in_pool(work: Callable[[Any], None], units: list[Any]) -> None:
     list(_pool().map(run, [units[k::n] for k in range(n)]))
 
 
-def _deliver(fetch: _Unit, data: bytes | None) -> None:
+def _deliver(fetch: _Unit, data: bytes | memoryview | None) -> None:
     """Hand fetched bytes to the unit, or cut a whole shard into its chunks."""
     if fetch.members is None:
         fetch.data = None if fetch.absent else data
