@@ -191,7 +191,7 @@ def import_zoo(
         raise SourceNotFoundError(f"{src}: no weights.npy")
     try:
         weights = np.load(weights_file, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         raise FormatError(f"{weights_file}: not a readable .npy array: {exc}") from exc
     if weights.ndim != 2 or weights.dtype.kind != "f":
         raise FormatError(

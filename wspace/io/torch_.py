@@ -152,8 +152,9 @@ def load_state_dict(
         if mmap and "mmap" in str(exc):
             return load_state_dict(path, key=key)
         raise FormatError(f"{path}: not a readable torch file: {exc}") from None
-    except (OSError, EOFError, ValueError) as exc:
-        raise FormatError(f"{path}: not a readable torch file: {exc}") from None
+    except (OSError, EOFError, ValueError, LookupError, TypeError, AttributeError) as exc:
+        # torch.load's unpickler fails on garbage with IndexError, KeyError, ...
+        raise FormatError(f"{path}: not a readable torch file: {exc!r}") from None
     if key is not None:
         if not isinstance(obj, Mapping) or key not in obj:
             raise FormatError(f"{path}: no key {key!r} (-O key=...) in the file")
