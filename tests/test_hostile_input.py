@@ -37,7 +37,7 @@ from tests.test_io_model_zoos import make_trial
 from tests.test_io_nws import TINY, csv_row, make_run, write_csv
 from tests.test_io_safe_pickle import WritesMarker
 from tests.test_io_torch import small_net
-from wspace.errors import WspaceError
+from wspace.errors import UnsafePickleError, WspaceError
 from wspace.io import FORMATS, export_zoo, import_zoo
 from wspace.testing import file_snapshot, tiny_zoo
 
@@ -539,6 +539,12 @@ def test_hostile_source_is_refused_naming_the_file_and_store_is_unchanged(
         assert part in message, f"{part!r} not in {message!r}"
     assert len(message) < 2_000  # a 10 kB name is cut
     assert not marker.exists(), "the payload ran"
+    # a payload is refused as unsafe; damaged bytes are not mistaken for one
+    unsafe = isinstance(info.value, UnsafePickleError)
+    if fault == "malicious __reduce__" and fmt != "cnn-zoo":  # np.load(allow_pickle=False)
+        assert unsafe, type(info.value)
+    if fault.startswith(("truncated", "garbage")):
+        assert not unsafe, message
     assert file_snapshot(store) == before
     trials.add(
         f"hostile input, every importer: {category(fault)}",

@@ -145,6 +145,8 @@ def load_state_dict(
     except pickle.UnpicklingError as exc:
         found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n|$)", str(exc))
         reason = found[1].split(" Please use")[0] if found else str(exc).splitlines()[0]
+        if found and "global" not in reason.lower():  # garbage ("Unsupported operand 110")
+            raise FormatError(f"{path}: not a readable torch file: {reason}") from None
         raise UnsafePickleError(
             f"{path}: refused by torch.load(weights_only=True), nothing in it was run: {reason}"
         ) from None
