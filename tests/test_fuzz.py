@@ -155,3 +155,24 @@ def test_layout_from_random_dicts_raises_wspace_errors_or_round_trips(data, seed
     tensors = layout.unflatten(vector)
     assert [tensors[t.name].shape for t in layout] == [t.shape for t in layout]
     assert np.array_equal(layout.flatten(tensors), vector)
+
+
+# what the fuzzing found (each escaped as a non-wspace exception before it was fixed)
+FOUND = [
+    ("cnn-zoo", "weights.npy", ("truncate", 0.0)),  # EOFError
+    ("cnn-zoo", "weights.npy", ("overwrite", 6.103515625e-05, b"\x00")),  # tokenize.TokenError
+    ("nws", "runs/bad/meta.csv", ("overwrite", 0.0, b"\x80")),  # UnicodeDecodeError
+    ("model-zoos", "trial_bad/result.json", ("replace", b"\x80")),  # UnicodeDecodeError
+    ("state-dict", "net_bad.pt", ("replace", b"J")),  # struct.error
+    ("state-dict", "net_bad.pt", ("overwrite", 0.0, b"q")),  # IndexError
+]
+
+
+@pytest.mark.parametrize(("fmt", "file", "how"), FOUND)
+def test_what_fuzzing_found_is_a_wspace_error_naming_the_file(fmt, file, how, tmp_path):
+    path = SOURCES[fmt](tmp_path / "src", "bad")
+    target = tmp_path / "src" / file
+    target.write_bytes(mutate(target.read_bytes(), how))
+    with pytest.raises(WspaceError, match=str(target)):
+        import_zoo(fmt, path, tmp_path / "store.zarr", progress=False)
+    assert not (tmp_path / "store.zarr").exists()

@@ -239,7 +239,10 @@ def _scan_run(
             ">= 20 epochs"
         )
     meta_file = folder / "meta.csv"
-    meta_csv = meta_file.read_bytes().decode("utf-8") if meta_file.is_file() else None
+    try:
+        meta_csv = meta_file.read_bytes().decode("utf-8") if meta_file.is_file() else None
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{meta_file}: not UTF-8 text: {exc}") from None
     claimed = set(DERIVED)
     hyper = {
         escape_column(str(k), claimed): py_value(v) for k, v in frame_row.items() if k != "path"

@@ -154,8 +154,7 @@ def load_state_dict(
         if mmap and "mmap" in str(exc):
             return load_state_dict(path, key=key)
         raise FormatError(f"{path}: not a readable torch file: {exc}") from None
-    except (OSError, EOFError, ValueError, LookupError, TypeError, AttributeError) as exc:
-        # torch.load's unpickler fails on garbage with IndexError, KeyError, ...
+    except Exception as exc:  # untrusted bytes: IndexError, struct.error, ...
         raise FormatError(f"{path}: not a readable torch file: {exc!r}") from None
     if key is not None:
         if not isinstance(obj, Mapping) or key not in obj:
@@ -288,7 +287,10 @@ def _files(src: Path, fmt: str) -> list[_File]:
     paths = source_files(src, [f"*{e}" for e in exts], what=what, recursive=True)
     sidecar: dict[str, tuple[int, dict[str, Any]]] = {}
     if fmt == "state-dict" and (src / SIDECAR).is_file():
-        lines = (src / SIDECAR).read_text(encoding="utf-8").splitlines()
+        try:
+            lines = (src / SIDECAR).read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise FormatError(f"{src / SIDECAR}: not UTF-8 text: {exc}") from None
         for i, line in enumerate(lines):
             if not line.strip():
                 continue
