@@ -33,6 +33,8 @@ TESTS = [
     "tests/test_diskfull.py",
     "tests/test_readonly.py",
     "tests/test_writer.py",
+    "tests/test_hostile_input.py",
+    "tests/test_fuzz.py",
     "tests/test_layout.py",
     "tests/test_guard.py",
 ]

@@ -520,12 +520,18 @@ def test_from_dict_fuzz_gives_a_layout_or_schema_mismatch(trials):
         again = Layout.from_dict(json.loads(json.dumps(layout.to_dict())))
         assert again == layout and again.to_dict() == layout.to_dict()
         assert layout.size == sum(t.size for t in layout)
+        if layout.size <= 100_000:  # and its vectors round-trip through its tensors
+            vector = np.random.default_rng(seen["examples"]).standard_normal(layout.size)
+            tensors = layout.unflatten(vector.astype(np.float32))
+            assert [tensors[t.name].shape for t in layout] == [t.shape for t in layout]
+            assert np.array_equal(layout.flatten(tensors), vector.astype(np.float32))
 
     check()
     assert seen["valid"] > 10  # the strategy reaches valid layouts, not only errors
     trials.add(
         "hostile input: Layout.from_dict fuzz (hypothesis)",
         seen["examples"],
-        f"{seen['valid']} valid layouts round-tripped exactly; every other input raised "
+        f"{seen['valid']} valid layouts round-tripped exactly (dict and flatten/unflatten); "
+        "every other input raised "
         "SchemaMismatchError, nothing else",
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +16,7 @@ __all__ = [
     "SMALL_LAYOUT",
     "assert_rows_equal",
     "class_zoo",
+    "file_snapshot",
     "tiny_weights",
     "tiny_zoo",
 ]
@@ -156,6 +159,30 @@ def assert_rows_equal(actual: np.ndarray, expected: np.ndarray, *, what: str = "
     if not np.array_equal(actual.view(np.uint32), expected.astype(np.float32).view(np.uint32)):
         bad = np.argwhere(actual != expected)
         raise AssertionError(f"{what}: {len(bad)} values differ, first at {bad[:3].tolist()}")
+
+
+def file_snapshot(folder: str | os.PathLike[str]) -> dict[str, bytes]:
+    """Every file under a local ``folder``: relative POSIX path -> bytes.
+
+    Two snapshots compare equal exactly when no file was added, removed or changed, which is
+    how the reliability tests check that a refused write left a store byte-for-byte unchanged.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = tiny_zoo(tempfile.mkdtemp() + "/z.zarr", 1)
+    >>> before = file_snapshot(folder)
+    >>> "_log" in {name.split("/")[0] for name in before}
+    True
+    >>> file_snapshot(folder) == before
+    True
+    """
+    root = Path(folder)
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
 
 
 def write_models(

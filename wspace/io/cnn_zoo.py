@@ -191,8 +191,8 @@ def import_zoo(
         raise SourceNotFoundError(f"{src}: no weights.npy")
     try:
         weights = np.load(weights_file, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise FormatError(f"{weights_file}: not a readable .npy array: {exc}") from exc
+    except Exception as exc:  # a damaged header: SyntaxError, TokenError, ...
+        raise FormatError(f"{weights_file}: not a readable .npy array: {exc!r}") from exc
     if weights.ndim != 2 or weights.dtype.kind != "f":
         raise FormatError(
             f"{weights_file}: expected a 2-D float array, got {weights.dtype} {weights.shape}"

@@ -139,7 +139,11 @@ class _Trial:
 
 def _read_results(path: Path) -> list[dict[str, Any]]:
     lines = []
-    for i, text in enumerate(path.read_text(encoding="utf-8").splitlines()):
+    try:
+        content = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{path}: not UTF-8 text: {exc}") from None
+    for i, text in enumerate(content.splitlines()):
         if not text.strip():
             continue
         try:

@@ -179,7 +179,15 @@ def _scan_run(
         raise FormatError(f"{where}: empty path")
     model = raw_path.strip().rstrip("/\\") or raw_path.strip()
     folder = Path(model) if os.path.isabs(model) else root / model
-    if not folder.is_dir():
+    try:
+        found = folder.is_dir()
+    except (OSError, ValueError) as exc:  # a name too long for the file system, NUL
+        shown = model if len(model) <= 60 else f"{model[:60]}..."
+        raise SourceNotFoundError(
+            f"{where}: run folder {shown!r} cannot be looked up: "
+            f"{getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    if not found:
         raise SourceNotFoundError(f"{where}: run folder {model!r} not found (looked at {folder})")
     arch = NWSArchitecture.from_mapping(frame_row, where)
     if arch not in arch_cache:
@@ -231,7 +239,10 @@ def _scan_run(
             ">= 20 epochs"
         )
     meta_file = folder / "meta.csv"
-    meta_csv = meta_file.read_bytes().decode("utf-8") if meta_file.is_file() else None
+    try:
+        meta_csv = meta_file.read_bytes().decode("utf-8") if meta_file.is_file() else None
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{meta_file}: not UTF-8 text: {exc}") from None
     claimed = set(DERIVED)
     hyper = {
         escape_column(str(k), claimed): py_value(v) for k, v in frame_row.items() if k != "path"

@@ -145,6 +145,8 @@ def load_state_dict(
     except pickle.UnpicklingError as exc:
         found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n|$)", str(exc))
         reason = found[1].split(" Please use")[0] if found else str(exc).splitlines()[0]
+        if found and "global" not in reason.lower():  # garbage ("Unsupported operand 110")
+            raise FormatError(f"{path}: not a readable torch file: {reason}") from None
         raise UnsafePickleError(
             f"{path}: refused by torch.load(weights_only=True), nothing in it was run: {reason}"
         ) from None
@@ -152,8 +154,8 @@ def load_state_dict(
         if mmap and "mmap" in str(exc):
             return load_state_dict(path, key=key)
         raise FormatError(f"{path}: not a readable torch file: {exc}") from None
-    except (OSError, EOFError, ValueError) as exc:
-        raise FormatError(f"{path}: not a readable torch file: {exc}") from None
+    except Exception as exc:  # untrusted bytes: IndexError, struct.error, ...
+        raise FormatError(f"{path}: not a readable torch file: {exc!r}") from None
     if key is not None:
         if not isinstance(obj, Mapping) or key not in obj:
             raise FormatError(f"{path}: no key {key!r} (-O key=...) in the file")
@@ -285,7 +287,10 @@ def _files(src: Path, fmt: str) -> list[_File]:
     paths = source_files(src, [f"*{e}" for e in exts], what=what, recursive=True)
     sidecar: dict[str, tuple[int, dict[str, Any]]] = {}
     if fmt == "state-dict" and (src / SIDECAR).is_file():
-        lines = (src / SIDECAR).read_text(encoding="utf-8").splitlines()
+        try:
+            lines = (src / SIDECAR).read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise FormatError(f"{src / SIDECAR}: not UTF-8 text: {exc}") from None
         for i, line in enumerate(lines):
             if not line.strip():
                 continue
