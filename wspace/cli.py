@@ -484,8 +484,19 @@ def demo(
         str | None, typer.Option(help="Comma-separated digit classes (default: all ten).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing demo store.")] = False,
+    report: Annotated[
+        bool,
+        typer.Option(
+            "--report/--no-report", help="End by writing the zoo's analysis report (fast mode)."
+        ),
+    ] = True,
+    report_out: Annotated[
+        str | None,
+        typer.Option(help="Folder of the report (default: NAME-report beside NAME.zarr)."),
+    ] = None,
 ) -> None:
-    """The main job: train a small digits LeNet-5 zoo with concurrent workers, then query it."""
+    """The main job: train a small digits LeNet-5 zoo with concurrent workers, query it, and
+    write its analysis report (Markdown, HTML, figures)."""
     from wspace.demo import run_demo
 
     try:
@@ -497,6 +508,8 @@ def demo(
             classes=[c.strip() for c in classes.split(",")] if classes else None,
             overwrite=overwrite,
             echo=typer.echo,
+            report=report,
+            report_out=report_out,
         )
     except (WspaceError, OSError) as exc:
         _fail(exc)
