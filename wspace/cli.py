@@ -8,7 +8,6 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
-import click
 import numpy as np
 import pandas as pd
 import typer
@@ -314,7 +313,7 @@ train_app = typer.Typer(
 class _ReportGroup(TyperGroup):
     """``wspace report URL ...`` is ``wspace report all URL ...``; subcommands keep their names."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's (vendored) Context
         if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
             args = ["all", *args]  # a store URL (a local folder named like a subcommand: ./NAME)
         return super().parse_args(ctx, args)

@@ -86,7 +86,7 @@ def run_demo(
             raise StoreExistsError(f"{path!r} exists; pass --overwrite to replace it")
         shutil.rmtree(target)
     data = load_digits()
-    report = train_zoo(
+    trained = train_zoo(
         path,
         classes=classes,
         per_class=per_class,
@@ -94,13 +94,13 @@ def run_demo(
         workers=workers,
         progress=progress,
     )
-    if not report.complete:
+    if not trained.complete:
         raise WspaceError(
-            f"{report.failed_workers} training worker(s) failed; run `wspace demo` again"
+            f"{trained.failed_workers} training worker(s) failed; run `wspace demo` again"
         )
     echo(
-        f"trained {len(report.trained)} digits LeNet-5s ({epochs} epochs each) with {workers} "
-        f"worker processes appending concurrently: {report.nets_per_minute:.1f} networks/minute"
+        f"trained {len(trained.trained)} digits LeNet-5s ({epochs} epochs each) with {workers} "
+        f"worker processes appending concurrently: {trained.nets_per_minute:.1f} networks/minute"
     )
 
     echo(f"\n$ wspace info {path}\n{info_text(wspace.info(path))}")
