@@ -105,4 +105,18 @@ def test_demo_trains_and_queries_a_zoo(tmp_path):
     assert "Accuracy Min" in out.stdout and "All" in out.stdout
     zoo = wspace.open(path)
     assert sorted(zoo.models["model"]) == ["seven_0", "seven_1", "zero_0", "zero_1"]
+    # it ends with the zoo's report, beside the store
+    report = tmp_path / "demo-report"
+    assert "report written in" in out.stdout and str(report / "report.html") in out.stdout
+    markdown = (report / "report.md").read_text()
+    for heading in ("## Summary", "## Metrics of the networks", "## Training curves"):
+        assert heading in markdown
+    assert "## Jensen-Shannon divergence between groups, per layer" in markdown
+    assert "<table>" in (report / "report.html").read_text()
+    figures = sorted(p.name for p in report.glob("*.png"))
+    assert {"training_curves.png", "divergence.png", "weight_histograms.png"} <= set(figures)
+    for name in figures:
+        assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (report / name).stat().st_size > 5_000, name
+        assert f"]({name})" in markdown
     assert run("demo", path).returncode == 2  # refuses to overwrite without --overwrite

@@ -313,7 +313,7 @@ train_app = typer.Typer(
 class _ReportGroup(TyperGroup):
     """``wspace report URL ...`` is ``wspace report all URL ...``; subcommands keep their names."""
 
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's click Context
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's (vendored) Context
         if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
             args = ["all", *args]  # a store URL (a local folder named like a subcommand: ./NAME)
         return super().parse_args(ctx, args)
@@ -483,8 +483,19 @@ def demo(
         str | None, typer.Option(help="Comma-separated digit classes (default: all ten).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing demo store.")] = False,
+    report: Annotated[
+        bool,
+        typer.Option(
+            "--report/--no-report", help="End by writing the zoo's analysis report (fast mode)."
+        ),
+    ] = True,
+    report_out: Annotated[
+        str | None,
+        typer.Option(help="Folder of the report (default: NAME-report beside NAME.zarr)."),
+    ] = None,
 ) -> None:
-    """The main job: train a small digits LeNet-5 zoo with concurrent workers, then query it."""
+    """The main job: train a small digits LeNet-5 zoo with concurrent workers, query it, and
+    write its analysis report (Markdown, HTML, figures)."""
     from wspace.demo import run_demo
 
     try:
@@ -496,6 +507,8 @@ def demo(
             classes=[c.strip() for c in classes.split(",")] if classes else None,
             overwrite=overwrite,
             echo=typer.echo,
+            report=report,
+            report_out=report_out,
         )
     except (WspaceError, OSError) as exc:
         _fail(exc)

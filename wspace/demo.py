@@ -4,7 +4,8 @@ Trains one-vs-all LeNet-5s (FORMATS.md §1) on scikit-learn's digits (shipped of
 several worker processes appending concurrently to one store, then shows what a researcher
 does with the zoo: the store summary, lazy queries by class and layer, a Keras-oriented tensor,
 the per-class metrics table of the dataset card, a network rebuilt in torch that reproduces its
-recorded validation accuracy, an integrity check and a compaction.
+recorded validation accuracy, an integrity check and a compaction; it ends by writing the
+analysis report of the zoo (:func:`wspace.analysis.write_report` in fast mode).
 """
 
 from __future__ import annotations
@@ -21,7 +22,21 @@ import wspace
 from wspace.errors import StoreExistsError, WspaceError
 from wspace.store.maintenance import info_text
 
-__all__ = ["run_demo"]
+__all__ = ["default_report_dir", "run_demo"]
+
+
+def default_report_dir(path: str | Path) -> Path:
+    """Where the demo writes its report: beside the store, ``NAME-report`` for ``NAME.zarr``.
+
+    The report is kept out of the store's folder, which only wspace writes.
+
+    Examples
+    --------
+    >>> default_report_dir("runs/demo-zoo.zarr").as_posix()
+    'runs/demo-zoo-report'
+    """
+    store = Path(path)
+    return store.with_name(f"{store.stem if store.suffix == '.zarr' else store.name}-report")
 
 
 def run_demo(
@@ -34,6 +49,8 @@ def run_demo(
     overwrite: bool = False,
     echo: Callable[[str], Any] = print,
     progress: bool = True,
+    report: bool = True,
+    report_out: str | Path | None = None,
 ) -> wspace.Zoo:
     """Train the demo zoo at ``path``, print what the queries return, and return the zoo.
 
@@ -51,6 +68,11 @@ def run_demo(
         Where to print.
     progress
         Show the training progress bar.
+    report
+        End by writing the zoo's analysis report (fast mode: metrics, curves, classifiers on
+        weight statistics, per-layer divergences and figures; no meta-classifier).
+    report_out
+        Folder of the report (default: :func:`default_report_dir` of ``path``).
     """
     from wspace.analysis.metrics import flat_columns, metrics_table
     from wspace.train.data import load_digits
@@ -64,7 +86,7 @@ def run_demo(
             raise StoreExistsError(f"{path!r} exists; pass --overwrite to replace it")
         shutil.rmtree(target)
     data = load_digits()
-    report = train_zoo(
+    trained = train_zoo(
         path,
         classes=classes,
         per_class=per_class,
@@ -72,13 +94,13 @@ def run_demo(
         workers=workers,
         progress=progress,
     )
-    if not report.complete:
+    if not trained.complete:
         raise WspaceError(
-            f"{report.failed_workers} training worker(s) failed; run `wspace demo` again"
+            f"{trained.failed_workers} training worker(s) failed; run `wspace demo` again"
         )
     echo(
-        f"trained {len(report.trained)} digits LeNet-5s ({epochs} epochs each) with {workers} "
-        f"worker processes appending concurrently: {report.nets_per_minute:.1f} networks/minute"
+        f"trained {len(trained.trained)} digits LeNet-5s ({epochs} epochs each) with {workers} "
+        f"worker processes appending concurrently: {trained.nets_per_minute:.1f} networks/minute"
     )
 
     echo(f"\n$ wspace info {path}\n{info_text(wspace.info(path))}")
@@ -125,4 +147,22 @@ def run_demo(
     after = wspace.open(path)
     unchanged = np.array_equal(after.sel(cls=cls).layer("dense_1").values, values)
     echo(f">>> wspace.compact({path!r})   {compacted}; {cls} dense_1 unchanged: {unchanged}")
+    if report:
+        _report(after, Path(report_out) if report_out else default_report_dir(path), echo)
     return after
+
+
+def _report(zoo: wspace.Zoo, out: Path, echo: Callable[[str], Any]) -> None:
+    """Write the fast analysis report of ``zoo`` to ``out`` and print its summary and files."""
+    from wspace.analysis.report import write_report
+
+    echo(f"\n>>> wspace.analysis.write_report(zoo, {str(out)!r}, fast=True)")
+    result = write_report(zoo, out, fast=True)
+    text = result.markdown.read_text()
+    summary = text.split("## Summary\n", 1)[-1].split("\n## ", 1)[0].strip()
+    echo(summary)
+    figures = ", ".join(p.name for p in result.figures)
+    echo(
+        f"report written in {result.seconds['total']:.1f} s: {result.markdown} and "
+        f"{result.html} (open it in a browser); figures: {figures}"
+    )

@@ -254,8 +254,9 @@ def _summary(
         record: dict[str, object] = {"layer": name, "params": zoo.layout.layer_size(name)}
         if len(pairs):
             best = int(np.argmax(pairs))
+            mean_js = float(pairs.mean())
             record |= {
-                "mean_js": float(pairs.mean()),
+                "mean_js": mean_js,
                 "min_js": float(pairs.min()),
                 "max_js": float(pairs.max()),
                 "max_pair": f"{labels[upper[0][best]]} / {labels[upper[1][best]]}",
@@ -264,8 +265,8 @@ def _summary(
                 shuffled = np.array([null[k][upper].mean() for null in nulls])
                 floor = float(shuffled.mean())
                 record["null_js"] = floor
-                record["ratio"] = record["mean_js"] / floor if floor else np.inf
-                reached = int((shuffled >= record["mean_js"]).sum())
+                record["ratio"] = mean_js / floor if floor else np.inf
+                reached = int((shuffled >= mean_js).sum())
                 record["p_value"] = (1 + reached) / (1 + len(nulls))
             else:
                 record |= {"null_js": np.nan, "ratio": np.nan, "p_value": np.nan}

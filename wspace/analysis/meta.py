@@ -367,7 +367,9 @@ def _train_slices(
     """
     n = len(rows)
     blocks = [np.arange(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
-    order = np.concatenate([blocks[i] for i in rng.permutation(len(blocks))]) if blocks else []
+    order: np.ndarray | list[int] = (
+        np.concatenate([blocks[i] for i in rng.permutation(len(blocks))]) if blocks else []
+    )
     high = len(region) - len(offsets) + 1
     buffer_x: list[torch.Tensor] = []
     buffer_y: list[np.ndarray] = []

@@ -101,6 +101,8 @@ def plot_training_curves(
             f"store {zoo.url!r}: no training curves for {listing(missing or chosen)}; "
             f"curve columns: {listing(c for c in CURVES if c in table)}"
         )
+    from matplotlib.ticker import MaxNLocator
+
     fig = _figure(11, 4.2)
     axes = fig.subplots(1, 2)
     colors = _colors(len(chosen))
@@ -118,6 +120,7 @@ def plot_training_curves(
                     label=label if split == "train" else None,
                 )  # fmt: skip
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.2
         ax.set_ylabel(quantity)
         ax.set_title(f"{quantity.capitalize()} per epoch")
         ax.grid(alpha=0.3)

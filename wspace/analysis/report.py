@@ -26,7 +26,7 @@ import wspace
 from wspace.analysis.classify import CLASSIFIERS, ClassificationResult, classify_weights
 from wspace.analysis.divergence import DivergenceResult, layer_divergence
 from wspace.analysis.features import DEFAULT_MAX_BYTES, Features, feature_width
-from wspace.analysis.meta import MetaResult, meta_classifier, part_region
+from wspace.analysis.meta import MetaResult, Part, meta_classifier, part_region
 from wspace.analysis.metrics import CARD_METRICS, final_rows, flat_columns, metrics_table
 from wspace.analysis.plots import (
     CURVES,
@@ -43,7 +43,7 @@ __all__ = ["MIN_META_NETWORKS", "ReportResult", "markdown_to_html", "write_repor
 
 log = logging.getLogger(__name__)
 
-PARTS = ("all", "conv", "fc")
+PARTS: tuple[Part, ...] = ("all", "conv", "fc")
 """Weight regions of the meta-classifiers."""
 
 MIN_META_NETWORKS = 50
@@ -476,7 +476,7 @@ def _meta(
     # the reference's 5,000, or half of the smallest part on small architectures
     length = max(8, min(5000, min(sizes, default=zoo.layout.size) // 2))
     all_steps = sorted(int(x) for x in pd.unique(zoo.models["step"].dropna())) if steps else []
-    runs: list[tuple[str, str, list[int] | None]] = [(by, part, steps) for part in PARTS]
+    runs: list[tuple[str, Part, list[int] | None]] = [(by, part, steps) for part in PARTS]
     if steps:  # training progress: which snapshot a slice comes from, over all snapshots
         runs.append(("step", "all", all_steps))
     results: list[MetaResult] = []

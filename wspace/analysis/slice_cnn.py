@@ -92,8 +92,10 @@ class SliceCNN(nn.Module):
         for module in self.modules():  # the reference's init: Glorot-normal weights, zero biases
             if isinstance(module, nn.Conv1d | nn.Linear):
                 nn.init.xavier_normal_(module.weight)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(batch, n_out)`` of slices ``(batch, length)``."""
-        return self.head(self.features(x.unsqueeze(1)))  # type: ignore[no-any-return]
+        logits: torch.Tensor = self.head(self.features(x.unsqueeze(1)))
+        return logits
