@@ -340,13 +340,19 @@ def main(argv: list[str] | None = None) -> int:
     got = measure_queries(manifest, path, queries, args, cache, loads)
     main_res["queries"], errors = got["queries"], errors + got["errors"]
     res["main"] = main_res
-    if "q6" in args.selected:
-        loads.append(os.getloadavg()[0])
-        res["q6"] = measure_q6(manifest, path, args)
-    if "q7" in args.selected:
-        res["q7"] = measure_q7(manifest)
-    if "codecs" in args.selected:
-        res["codecs"] = measure_codecs(manifest, args.codec_rows)
+    stages = [
+        ("q6", lambda: measure_q6(manifest, path, args)),
+        ("q7", lambda: measure_q7(manifest)),
+        ("codecs", lambda: measure_codecs(manifest, args.codec_rows)),
+    ]
+    for stage, measure in stages:
+        if stage in args.selected:
+            loads.append(os.getloadavg()[0])
+            try:  # a failing stage is reported; the others' results are still written
+                res[stage] = measure()
+            except Exception as exc:
+                log.exception("%s failed", stage)
+                errors.append(f"{stage}: {type(exc).__name__}: {exc}")
     if not args.keep:
         shutil.rmtree(manifest["root"], ignore_errors=True)
     if "scale" in args.selected:
