@@ -88,6 +88,28 @@ def test_a_layer_scan_reads_each_shard_once_whole(archive):
     np.testing.assert_allclose(stats, _expected(range(40))[:, part].mean(axis=0), rtol=1e-5)
 
 
+def test_a_layer_scan_keeps_none_of_the_shards_it_read(archive):
+    # the cached shard index must not pin the fetched shard: a scan of a 10,000-row zoo
+    # once held every shard of the layer (GBs) for as long as the zoo was open
+    import gc
+    import tracemalloc
+
+    zoo = wspace.open(archive)
+    shard = sum(
+        p.stat().st_size for p in Path(archive).rglob("*") if f"/{CONV2D_2}/c/" in p.as_posix()
+    )
+    tracemalloc.start()
+    try:
+        total = zoo.layer("conv2d_2").data.sum(axis=0).compute()
+        del total
+        gc.collect()
+        kept, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert shard > 1_000_000
+    assert kept < shard / 10, f"{kept} bytes still held after reading {shard} stored bytes"
+
+
 def test_direct_reads_equal_the_rows_written(spot):
     tiny_zoo(spot.url, 12, writers=3, storage_options=spot.options)
     wspace.compact(spot.url, storage_options=spot.options)

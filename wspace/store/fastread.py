@@ -230,7 +230,9 @@ def _shard_index(plan: ArrayPlan, reader: LayerReader, shard: int, raw: Any) -> 
             slice(shard * (plan.shard_rows or 0), (shard + 1) * (plan.shard_rows or 0)),
             f"the index of shard {plan.key_of(shard)} fails its checksum",
         )
-    return np.frombuffer(body, dtype="<u8").reshape(-1, 2)
+    # a copy: the index is cached per array, and a view would keep the whole fetched shard
+    # (tens of MB) alive for as long as the zoo is open
+    return np.frombuffer(body, dtype="<u8").reshape(-1, 2).copy()
 
 
 def _fetch(items: list[tuple[Any, str, int, int | None, bool]]) -> list[bytes | None]:
