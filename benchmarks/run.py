@@ -356,24 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep:
         shutil.rmtree(manifest["root"], ignore_errors=True)
     if "scale" in args.selected:
-        layout = args.scale_layout
-        if layout == "auto":  # the full layout needs ~4 copies of 366 KB per row
-            need = args.scale_models * 91_481 * 4 * 4.2
-            layout = "lenet5" if shutil.disk_usage(workdir).free > 1.5 * need else "lenet5-small"
-        manifest, path = _build(
-            args,
-            "scale",
-            n_models=args.scale_models,
-            layout=layout,
-            baselines=("keras-h5", "layerwise-pickle"),
-            lossy=None,
-            q2_models=1,
-        )
-        got = measure_queries(manifest, path, ["q5", "q1"], args, cache, loads)
-        res["scale"] = {k: manifest[k] for k in ("n_models", "layout", "params", "timings")}
-        res["scale"]["queries"], errors = got["queries"], errors + got["errors"]
-        if not args.keep:
-            shutil.rmtree(manifest["root"], ignore_errors=True)
+        try:  # like the stages above: a failure is reported, the main results still written
+            res["scale"], scale_errors = _measure_scale(args, workdir, cache, loads)
+            errors += scale_errors
+        except Exception as exc:
+            log.exception("scale failed")
+            errors.append(f"scale: {type(exc).__name__}: {exc}")
     loads.append(os.getloadavg()[0])
     res["load_average"] = loads
     res["finished"] = runner.now()
@@ -394,6 +382,31 @@ def main(argv: list[str] | None = None) -> int:
     for e in errors:
         print("ERROR:", e, file=sys.stderr)
     return 1 if errors else 0
+
+
+def _measure_scale(
+    args: argparse.Namespace, workdir: Path, cache: runner.Cache, loads: list[float]
+) -> tuple[dict[str, Any], list[str]]:
+    """The scale test: a store of ``args.scale_models`` rows opens (Q5) and answers Q1."""
+    layout = args.scale_layout
+    if layout == "auto":  # the full layout needs ~4 copies of 366 KB per row
+        need = args.scale_models * 91_481 * 4 * 4.2
+        layout = "lenet5" if shutil.disk_usage(workdir).free > 1.5 * need else "lenet5-small"
+    manifest, path = _build(
+        args,
+        "scale",
+        n_models=args.scale_models,
+        layout=layout,
+        baselines=("keras-h5", "layerwise-pickle"),
+        lossy=None,
+        q2_models=1,
+    )
+    got = measure_queries(manifest, path, ["q5", "q1"], args, cache, loads)
+    scale = {k: manifest[k] for k in ("n_models", "layout", "params", "timings")}
+    scale["queries"] = got["queries"]
+    if not args.keep:
+        shutil.rmtree(manifest["root"], ignore_errors=True)
+    return scale, got["errors"]
 
 
 if __name__ == "__main__":
