@@ -107,3 +107,26 @@ def test_policy_from_environment(monkeypatch):
     delays = list(policy.delays())
     assert len(delays) == 6 and all(0 < d <= policy.max_delay for d in delays)
     assert delays[0] <= 0.75 and delays[3] >= 2.0  # exponential, jittered +-50%
+
+
+def test_local_reads_answer_like_zarr_and_fail_as_storage_errors(tmp_path, monkeypatch):
+    # a local store reads small objects (commit records, metadata chunks) with plain file
+    # calls instead of zarr's event loop; answers and failures must be the same
+    from zarr.storage import LocalStore
+
+    from wspace.store.backend import resolve
+
+    (tmp_path / "a").write_bytes(b"abc")
+    (tmp_path / "d").mkdir()
+    backend = resolve(str(tmp_path))
+    assert backend.local_root() == tmp_path
+    keys = ["a", "missing", "d", "a/below-a-file"]
+    zarr_store = LocalStore(tmp_path, read_only=True)
+    expected = [sync(zarr_store.get(k, default_buffer_prototype())) for k in keys]
+    assert backend.read_many(keys) == [None if b is None else b.to_bytes() for b in expected]
+    assert backend.read_many(keys) == [b"abc", None, None, None]
+    monkeypatch.setenv("WSPACE_IO_ATTEMPTS", "2")
+    monkeypatch.setenv("WSPACE_IO_BACKOFF", "0.001")
+    backend = resolve(str(tmp_path))
+    with pytest.raises(wspace.StorageError, match=r"store .*: reading 'x{300}' failed after 2"):
+        backend.read_many(["x" * 300])  # ENAMETOOLONG: an OSError, retried, then reported

@@ -72,16 +72,35 @@ class Backend:
         return None if buf is None else buf.to_bytes()
 
     def read_many(self, keys: Iterable[str]) -> list[bytes | None]:
-        """Objects at ``keys``, fetched concurrently."""
+        """Objects at ``keys``, fetched concurrently (read one after another from a local
+        directory: small files read faster than the event loop hands them over)."""
         keys = list(keys)
         if not keys:
             return []
+        root = self.local_root()
+        if root is not None:
+            return [
+                guarded_sync(
+                    lambda k=k: _read_file(root / k),  # type: ignore[misc]
+                    url=self.url,
+                    what="reading",
+                    key=k,
+                    policy=self.policy,
+                )
+                for k in keys
+            ]
         proto = default_buffer_prototype()
 
         async def fetch() -> list[Any]:
             return list(await asyncio.gather(*(self.store.get(k, prototype=proto) for k in keys)))
 
         return [None if b is None else b.to_bytes() for b in sync(fetch())]
+
+    def local_root(self) -> Path | None:
+        """The folder of a plain local store, read with plain file calls; ``None`` otherwise
+        (wrapped stores go through their wrapper)."""
+        store = self.store._store if isinstance(self.store, GuardedStore) else self.store
+        return Path(store.root) if type(store) is LocalStore else None
 
     def write(self, key: str, data: bytes) -> None:
         """Write (or overwrite) the object at ``key``."""
@@ -190,6 +209,14 @@ class Backend:
     def open_array(self, path: str) -> zarr.Array:
         """Open the array at ``path`` (read-only when the backend is)."""
         return zarr.open_array(self.store, path=path, mode="r" if self.read_only else "r+")
+
+
+def _read_file(path: Path) -> bytes | None:
+    """A whole local file; ``None`` when absent (as zarr's ``LocalStore.get``)."""
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
 
 
 def _unwrap(store: Store) -> Store:
