@@ -345,8 +345,8 @@ def tables(res: dict[str, Any], md: bool = False) -> str:
             [
                 [
                     t["id"] + ": " + t["target"],
-                    "n/a" if t["value"] is None else f"{t['value']:.3g} {t['unit']}",
-                    "PASS" if t["pass"] else "FAIL",
+                    "not measured" if t["value"] is None else f"{t['value']:.3g} {t['unit']}",
+                    "-" if t["value"] is None else "PASS" if t["pass"] else "FAIL",
                 ]
                 for t in targets
             ],
