@@ -36,9 +36,6 @@ import zarr
 from zarr.abc.store import RangeByteRequest, SuffixByteRequest
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
-from zarr.storage import LocalStore
-
-from wspace.store.guard import GuardedStore
 
 if TYPE_CHECKING:
     from wspace.store.reader import LayerReader
@@ -191,10 +188,8 @@ def _pool() -> ThreadPoolExecutor:
 
 def _local_root(reader: LayerReader) -> str | None:
     """The folder of a plain local store (read with ``os.pread``); ``None`` for any other."""
-    store = reader.backend.store
-    if isinstance(store, GuardedStore):  # the guard retries faults; pread reports its own
-        store = store._store
-    return str(store.root) if type(store) is LocalStore else None
+    root = reader.backend.local_root()  # pread bypasses the guard and reports its own errors
+    return None if root is None else str(root)
 
 
 @dataclass
