@@ -75,6 +75,7 @@ __all__ = [
     "pop_option",
     "progress_bar",
     "py_value",
+    "read_utf8",
     "refuse_repeats",
     "source_files",
     "timestamp",
@@ -290,6 +291,15 @@ def atomic_file(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iter
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def read_utf8(path: Path) -> str:
+    """The text of a source file, newlines as stored; :class:`FormatError` naming it when it
+    is not UTF-8."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{path}: not UTF-8 text: {exc}") from None
 
 
 def write_atomic(path: Path, data: str | bytes) -> Path:

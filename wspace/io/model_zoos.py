@@ -63,6 +63,7 @@ from wspace.io._common import (
     full_zoo,
     model_parts,
     py_value,
+    read_utf8,
     source_files,
     unescape_column,
     write_atomic,
@@ -139,11 +140,7 @@ class _Trial:
 
 def _read_results(path: Path) -> list[dict[str, Any]]:
     lines = []
-    try:
-        content = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"{path}: not UTF-8 text: {exc}") from None
-    for i, text in enumerate(content.splitlines()):
+    for i, text in enumerate(read_utf8(path).splitlines()):
         if not text.strip():
             continue
         try:

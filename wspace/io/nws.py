@@ -52,6 +52,7 @@ from wspace.io._common import (
     full_zoo,
     model_parts,
     py_value,
+    read_utf8,
     source_files,
     unescape_column,
     write_atomic,
@@ -239,10 +240,7 @@ def _scan_run(
             ">= 20 epochs"
         )
     meta_file = folder / "meta.csv"
-    try:
-        meta_csv = meta_file.read_bytes().decode("utf-8") if meta_file.is_file() else None
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"{meta_file}: not UTF-8 text: {exc}") from None
+    meta_csv = read_utf8(meta_file) if meta_file.is_file() else None
     claimed = set(DERIVED)
     hyper = {
         escape_column(str(k), claimed): py_value(v) for k, v in frame_row.items() if k != "path"

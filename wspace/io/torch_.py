@@ -63,6 +63,7 @@ from wspace.io._common import (
     export_batch_rows,
     model_path,
     py_value,
+    read_utf8,
     source_files,
     write_atomic,
     write_rows,
@@ -287,10 +288,7 @@ def _files(src: Path, fmt: str) -> list[_File]:
     paths = source_files(src, [f"*{e}" for e in exts], what=what, recursive=True)
     sidecar: dict[str, tuple[int, dict[str, Any]]] = {}
     if fmt == "state-dict" and (src / SIDECAR).is_file():
-        try:
-            lines = (src / SIDECAR).read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as exc:
-            raise FormatError(f"{src / SIDECAR}: not UTF-8 text: {exc}") from None
+        lines = read_utf8(src / SIDECAR).splitlines()
         for i, line in enumerate(lines):
             if not line.strip():
                 continue

@@ -19,6 +19,7 @@ import os
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -81,7 +82,7 @@ class Backend:
         if root is not None:
             return [
                 guarded_sync(
-                    lambda k=k: _read_file(root / k),  # type: ignore[misc]
+                    partial(_read_file, root / k),
                     url=self.url,
                     what="reading",
                     key=k,
