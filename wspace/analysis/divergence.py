@@ -28,11 +28,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
+from dask.base import compute as dask_compute
 
 from wspace.analysis.split import encode_target, select_rows
 from wspace.errors import SchemaMismatchError
@@ -175,7 +175,7 @@ def layer_divergence(
         ranges = [da.percentile(d.ravel(), [100 * clip, 100 * (1 - clip)]) for d in datas]
     else:
         ranges = [da.stack([d.min(), d.max()]) for d in datas]
-    (bounds,) = dask.compute(ranges)
+    (bounds,) = dask_compute(ranges)
     # pass 2: per-chunk counts of each group in each bin, summed over chunks
     counts = []
     for data, (lo, hi) in zip(datas, bounds, strict=True):
@@ -193,7 +193,7 @@ def layer_divergence(
             dtype=np.int64,
         )
         counts.append(per_chunk.sum(axis=0))
-    (totals,) = dask.compute(counts)
+    (totals,) = dask_compute(counts)
     # (layer, labelling, group, bin)
     every_hist = np.stack([t.reshape(len(labellings), groups, bins) for t in totals])
     hist = every_hist[:, 0]

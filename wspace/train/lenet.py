@@ -13,7 +13,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
 
 import numpy as np
 import torch
@@ -218,7 +217,7 @@ def train_one_vs_all(
     val_y01 = one_vs_all_labels(data.val_y, target)
     val_x = data.val_x.to(dev)
 
-    model = lenet5(init=cast(Init, init), seed=seed).to(dev)
+    model = lenet5(init=init, seed=seed).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     curves: dict[str, list[float]] = {
         "train_loss": [], "train_accuracy": [], "val_loss": [], "val_accuracy": [],

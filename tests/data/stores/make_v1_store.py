@@ -57,16 +57,39 @@ def main(out: Path) -> None:
                 weights(small.size, 0, i, step), model=f"s{i}", step=step, arch="small", **meta
             )
     for i in range(3):
-        w1.append(weights(mlp.size, 1, i), model=f"m{i}", arch="mlp", cls="golf", seed=i,
-                  accuracy=0.25 * i, good=bool(i % 2))
+        w1.append(
+            weights(mlp.size, 1, i),
+            model=f"m{i}",
+            arch="mlp",
+            cls="golf",
+            seed=i,
+            accuracy=0.25 * i,
+            good=bool(i % 2),
+        )
     w1.commit()
     w2.commit()
     wspace.compact(url)
     with wspace.writer(url) as w:
-        w.append(weights(small.size, 0, 9, 1), model="s9", step=1, arch="small", cls="church",
-                 accuracy=0.99, curve=[1.0])
-        w.append(weights(small.size, 0, 1, 77), model="s1", step=2, arch="small", cls="tench",
-                 seed=1, accuracy=0.11, curve=[2.0, 1.0], replace=True)
+        w.append(
+            weights(small.size, 0, 9, 1),
+            model="s9",
+            step=1,
+            arch="small",
+            cls="church",
+            accuracy=0.99,
+            curve=[1.0],
+        )
+        w.append(
+            weights(small.size, 0, 1, 77),
+            model="s1",
+            step=2,
+            arch="small",
+            cls="tench",
+            seed=1,
+            accuracy=0.11,
+            curve=[2.0, 1.0],
+            replace=True,
+        )
     with wspace.writer(url) as w:
         w.append(weights(mlp.size, 1, 3), model="m3", arch="mlp", cls="parachute", accuracy=0.7)
     expected = {}
@@ -74,9 +97,14 @@ def main(out: Path) -> None:
         zoo = wspace.open(url, arch=arch)
         rows = []
         for i in range(len(zoo)):
-            meta = {k: (None if v is None or (isinstance(v, float) and np.isnan(v)) else
-                        (v.item() if hasattr(v, "item") else v))
-                    for k, v in zoo.models.iloc[i].to_dict().items()}
+            meta = {
+                k: (
+                    None
+                    if v is None or (isinstance(v, float) and np.isnan(v))
+                    else (v.item() if hasattr(v, "item") else v)
+                )
+                for k, v in zoo.models.iloc[i].to_dict().items()
+            }
             vec = np.asarray(zoo.values[i], dtype=np.float32)
             meta["sha256"] = hashlib.sha256(vec.tobytes()).hexdigest()
             rows.append(meta)
