@@ -16,6 +16,9 @@ ignore these objects (their names are not ``<digits>.json``) and stay correct.
 The ``compact`` record of a checkpoint omits its row keys (100,000 rows make megabytes of
 JSON): the visible rows follow from its row count, and the keys are read from the record
 itself only when someone asks for ``ArchState.keys`` or a later record replaces rows.
+
+A checkpoint's records go through the same :func:`~wspace.store.state.replay` as a full
+replay of the log, so both give the same state by construction.
 """
 
 from __future__ import annotations

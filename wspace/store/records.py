@@ -443,6 +443,8 @@ def parse_record(data: Any, *, version: int | None, url: str = "") -> Record:
         raise CorruptDataError(f"{_where(url, version)} is corrupt (not a JSON object)")
     fields = _Fields(data, url, version)
     _check_version(fields)
+    if "op" not in data:
+        raise CorruptDataError(f"{fields.where} is corrupt (no 'op' field)")
     op = data.get("op")
     kind = RECORD_TYPES.get(op) if isinstance(op, str) else None
     if kind is None:
