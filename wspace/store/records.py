@@ -31,15 +31,25 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self, TypeAlias
+from typing import Any, ClassVar, Self
 
 from wspace.errors import CorruptDataError, SchemaMismatchError
 from wspace.layout import Layout
-from wspace.store.columns import NUMERIC
 from wspace.store.config import FORMAT_VERSION, StoreConfig
+from wspace.store.record_fields import (
+    LOG_DIR,
+    SEGMENT_ID,
+    TIME,
+    Columns,
+    FieldReader,
+    RowKey,
+    as_key,
+    check_version,
+    record_key,
+    record_name,
+)
 
 __all__ = [
     "LOG_DIR",
@@ -48,6 +58,7 @@ __all__ = [
     "AppendRecord",
     "Columns",
     "CompactRecord",
+    "RECORD_TYPES",
     "CreateRecord",
     "Record",
     "RowKey",
@@ -55,118 +66,6 @@ __all__ = [
     "parse_record",
     "record_key",
 ]
-
-LOG_DIR = "_log"
-SEGMENT_ID = re.compile(r"\d{13}-[0-9a-f]{12}")
-"""Form of segment identifiers (see :func:`wspace.store.log.new_id`)."""
-COLUMN_KEY = re.compile(r"m\d{3,}")
-"""Form of metadata-column array names inside a segment."""
-COLUMN_KINDS = frozenset({*NUMERIC, "str", "json"})
-TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
-"""Form of a record's ``time``: ``time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())``."""
-
-RowKey: TypeAlias = tuple[str, "int | None"]
-"""Identity of a row: ``(model, step)``; ``step`` is ``None`` for zoos without snapshots."""
-Columns: TypeAlias = dict[str, tuple[str, str]]
-"""Metadata columns of one segment: name -> (kind, array key)."""
-
-
-def record_key(version: int) -> str:
-    """Object key of the record with this version."""
-    return f"{LOG_DIR}/{version:020d}.json"
-
-
-def as_key(item: Iterable[Any]) -> RowKey:
-    """A row key from its JSON form ``[model, step]``."""
-    model, step = item
-    return (str(model), None if step is None else int(step))
-
-
-class _Fields:
-    """Reads the fields of one record's JSON form; a wrong one raises naming the record."""
-
-    def __init__(
-        self, data: Mapping[str, Any], url: str, version: int | None, *, keys_left_out: bool = False
-    ) -> None:
-        self.data = data
-        self.url = url
-        self.version = version
-        self.where = _where(url, version)
-        self.keys_left_out = keys_left_out
-
-    def fail(self, problem: str) -> CorruptDataError:
-        return CorruptDataError(
-            f"{self.where} is malformed ({problem}); the store is refused rather than shown "
-            "without it"
-        )
-
-    def get(self, name: str) -> Any:
-        if name not in self.data:
-            raise self.fail(f"field {name!r} is missing")
-        return self.data[name]
-
-    def text(self, name: str) -> str:
-        value = self.get(name)
-        if not isinstance(value, str):
-            raise self.fail(f"field {name!r} is {value!r}, not a string")
-        return value
-
-    def maybe_text(self, name: str) -> str | None:
-        return self.text(name) if name in self.data else None
-
-    def count(self, name: str) -> int:
-        value = self.get(name)
-        if type(value) is not int or value < 0:
-            raise self.fail(f"field {name!r} is {value!r}, not a count (an integer >= 0)")
-        return value
-
-    def segment(self) -> str:
-        value = self.get("segment")
-        if not isinstance(value, str) or not SEGMENT_ID.fullmatch(value):
-            raise self.fail(f"field 'segment': segment id {value!r} is not one wspace makes")
-        return value
-
-    def layout(self, name: str, value: Any) -> Layout:
-        try:
-            return Layout.from_dict(value)
-        except (SchemaMismatchError, TypeError, ValueError, KeyError, AttributeError) as exc:
-            raise self.fail(f"field {name!r} is not a layout: {exc}") from None
-
-    def keys(self, name: str) -> tuple[RowKey, ...]:
-        value = self.get(name)
-        if not isinstance(value, list):
-            raise self.fail(f"field {name!r} is {type(value).__name__}, not a list of keys")
-        out: list[RowKey] = []
-        for item in value:
-            if not (
-                isinstance(item, list)
-                and len(item) == 2
-                and isinstance(item[0], str)
-                and (item[1] is None or type(item[1]) is int)
-            ):
-                raise self.fail(f"field {name!r} holds {item!r}, not a [model, step] key")
-            out.append((item[0], item[1]))
-        return tuple(out)
-
-    def columns(self) -> Columns:
-        value = self.data.get("columns", {})
-        if not isinstance(value, dict):
-            raise self.fail(f"field 'columns' is {type(value).__name__}, not an object")
-        out: Columns = {}
-        for column, spec in value.items():
-            if not (
-                isinstance(spec, list)
-                and len(spec) == 2
-                and spec[0] in COLUMN_KINDS
-                and isinstance(spec[1], str)
-                and COLUMN_KEY.fullmatch(spec[1])
-            ):
-                raise self.fail(
-                    f"field 'columns': column {column!r} is {spec!r}, not [kind, array key] "
-                    f"with a kind of {sorted(COLUMN_KINDS)}"
-                )
-            out[column] = (spec[0], spec[1])
-        return out
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -196,17 +95,17 @@ class Record:
             A field is missing or of the wrong type or form; the message names the store,
             the record and the field.
         """
-        return cls._parse(_Fields(data, url, version))
+        return cls._parse(FieldReader(data, url, version))
 
     @classmethod
-    def _parse(cls, fields: _Fields) -> Self:
+    def _parse(cls, fields: FieldReader) -> Self:
         op = fields.data.get("op")
         if op != cls.OP:
             raise fields.fail(f"op is {op!r}, not {cls.OP!r}")
         return cls(**cls._fields_from_json(fields), **_published(fields))
 
     @classmethod
-    def _fields_from_json(cls, fields: _Fields) -> dict[str, Any]:
+    def _fields_from_json(cls, fields: FieldReader) -> dict[str, Any]:
         return {}
 
     def _body(self) -> dict[str, Any]:
@@ -247,7 +146,7 @@ class CreateRecord(Record):
     """Architecture group name -> layout."""
 
     @classmethod
-    def _fields_from_json(cls, fields: _Fields) -> dict[str, Any]:
+    def _fields_from_json(cls, fields: FieldReader) -> dict[str, Any]:
         fmt = fields.data.get("format_version", FORMAT_VERSION)
         if type(fmt) is not int:
             raise fields.fail(f"field 'format_version' is {fmt!r}, not an integer")
@@ -289,7 +188,7 @@ class AddArchRecord(Record):
     """Its parameter layout."""
 
     @classmethod
-    def _fields_from_json(cls, fields: _Fields) -> dict[str, Any]:
+    def _fields_from_json(cls, fields: FieldReader) -> dict[str, Any]:
         layout = fields.layout("layout", fields.get("layout"))
         return {"arch": fields.text("arch"), "layout": layout}
 
@@ -320,7 +219,7 @@ class AppendRecord(Record):
     """Identifier of the writer that published it."""
 
     @classmethod
-    def _fields_from_json(cls, fields: _Fields) -> dict[str, Any]:
+    def _fields_from_json(cls, fields: FieldReader) -> dict[str, Any]:
         start, stop = fields.count("start"), fields.count("stop")
         keys = fields.keys("keys")
         if not start < stop or len(keys) != stop - start:
@@ -378,10 +277,10 @@ class CompactRecord(Record):
         cls, data: Mapping[str, Any], *, version: int | None, url: str = ""
     ) -> Self:
         """As :meth:`~Record.from_json`, for the form a checkpoint stores (no ``keys``)."""
-        return cls._parse(_Fields(data, url, version, keys_left_out=True))
+        return cls._parse(FieldReader(data, url, version, keys_left_out=True))
 
     @classmethod
-    def _fields_from_json(cls, fields: _Fields) -> dict[str, Any]:
+    def _fields_from_json(cls, fields: FieldReader) -> dict[str, Any]:
         rows = fields.count("rows")
         keys = None if fields.keys_left_out else fields.keys("keys")
         if keys is not None and len(keys) != rows:
@@ -440,9 +339,9 @@ def parse_record(data: Any, *, version: int | None, url: str = "") -> Record:
         A ``create`` record of a newer store format.
     """
     if not isinstance(data, dict):
-        raise CorruptDataError(f"{_where(url, version)} is corrupt (not a JSON object)")
-    fields = _Fields(data, url, version)
-    _check_version(fields)
+        raise CorruptDataError(f"{record_name(url, version)} is corrupt (not a JSON object)")
+    fields = FieldReader(data, url, version)
+    check_version(fields)
     if "op" not in data:
         raise CorruptDataError(f"{fields.where} is corrupt (no 'op' field)")
     op = data.get("op")
@@ -452,25 +351,9 @@ def parse_record(data: Any, *, version: int | None, url: str = "") -> Record:
     return kind._parse(fields)
 
 
-def _where(url: str, version: int | None) -> str:
-    store = f"store {url!r}: " if url else ""
-    name = "draft commit record" if version is None else f"commit record {record_key(version)}"
-    return store + name
-
-
-def _check_version(fields: _Fields) -> None:
-    """A published record's ``version`` field must be its place in the log (its name)."""
-    said = fields.data.get("version")
-    if fields.version is not None and (type(said) is not int or said != fields.version):
-        raise CorruptDataError(
-            f"{fields.where} is corrupt (its version field says {said!r}, its name "
-            f"{fields.version})"
-        )
-
-
-def _published(fields: _Fields) -> dict[str, Any]:
+def _published(fields: FieldReader) -> dict[str, Any]:
     """The ``txn``, ``version`` and ``time`` fields, checked."""
-    _check_version(fields)
+    check_version(fields)
     txn = fields.maybe_text("txn")
     version = fields.version
     if version is None:
