@@ -53,12 +53,12 @@ from wspace.store.record_fields import (
 
 __all__ = [
     "LOG_DIR",
+    "RECORD_TYPES",
     "SEGMENT_ID",
     "AddArchRecord",
     "AppendRecord",
     "Columns",
     "CompactRecord",
-    "RECORD_TYPES",
     "CreateRecord",
     "Record",
     "RowKey",
