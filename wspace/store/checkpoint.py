@@ -16,19 +16,31 @@ ignore these objects (their names are not ``<digits>.json``) and stay correct.
 The ``compact`` record of a checkpoint omits its row keys (100,000 rows make megabytes of
 JSON): the visible rows follow from its row count, and the keys are read from the record
 itself only when someone asks for ``ArchState.keys`` or a later record replaces rows.
+
+A checkpoint's records go through the same :func:`~wspace.store.state.replay` as a full
+replay of the log, so both give the same state by construction.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
-from wspace.layout import Layout
+from wspace.errors import CorruptDataError
 from wspace.store.backend import Backend
-from wspace.store.config import StoreConfig
-from wspace.store.log import ArchState, RowKey, StoreState, as_key, record_key
+from wspace.store.records import (
+    AddArchRecord,
+    AppendRecord,
+    CompactRecord,
+    CreateRecord,
+    Record,
+    RowKey,
+    parse_record,
+    record_key,
+)
+from wspace.store.state import KeysLoader, StoreState, replay
 
 __all__ = [
     "POINTER",
@@ -52,41 +64,43 @@ def checkpoint_key(version: int) -> str:
     return f"_log/{version:020d}.checkpoint.json"
 
 
-def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The records a replay of ``records`` (versions 0..v, in order) depends on."""
+def _summary(records: Sequence[Record]) -> dict[str, Any]:
+    """The records a replay of ``records`` (versions 0..v, in order) depends on, as JSON."""
+    create = records[0]
+    if not isinstance(create, CreateRecord):
+        raise ValueError("a checkpoint needs the log's 'create' record first")
+    added = [r for r in records if isinstance(r, AddArchRecord)]
     archs: dict[str, Any] = {}
-    names = list(records[0].get("archs", {})) + [
-        r["arch"] for r in records if r.get("op") == "add_arch"
-    ]
-    for name in names:
-        mine = [r for r in records if r.get("arch") == name and r["op"] in ("append", "compact")]
-        compacts = [r for r in mine if r["op"] == "compact"]
+    for name in [*create.archs, *(r.arch for r in added)]:
+        compacts = [r for r in records if isinstance(r, CompactRecord) and r.arch == name]
         compact = compacts[-1] if compacts else None
-        base = int(compact["base"]) if compact else -1
+        base = -1 if compact is None else compact.base
         archs[name] = {
-            "compact": None
-            if compact is None
-            else {k: v for k, v in compact.items() if k != "keys"},
-            "appends": [r for r in mine if r["op"] == "append" and r["version"] > base],
+            "compact": None if compact is None else compact.without_keys().to_json(),
+            "appends": [
+                r.to_json()
+                for r in records
+                if isinstance(r, AppendRecord) and r.arch == name and (r.version or 0) > base
+            ],
         }
     return {
         "format": FORMAT,
-        "version": records[-1]["version"],
-        "create": records[0],
-        "add_arch": [r for r in records if r.get("op") == "add_arch"],
+        "version": records[-1].version,
+        "create": create.to_json(),
+        "add_arch": [r.to_json() for r in added],
         "archs": archs,
     }
 
 
-def write_checkpoint(backend: Backend, records: list[dict[str, Any]]) -> int:
+def write_checkpoint(backend: Backend, records: Sequence[Record]) -> int:
     """Write the checkpoint of ``records`` (the whole log up to some version); return it.
 
     ``records`` must be every record from version 0, in order, as published. The checkpoint
     is created atomically (an existing one for the same version is left as it is), then the
     pointer is moved to it unless it already names a later one.
     """
-    version = int(records[-1]["version"])
-    if [r["version"] for r in records] != list(range(version + 1)):
+    version = records[-1].version if records else None
+    if version is None or [r.version for r in records] != list(range(version + 1)):
         raise ValueError("a checkpoint needs every record from version 0")
     body = json.dumps(_summary(records), separators=(",", ":")).encode()
     backend.create_if_absent(checkpoint_key(version), body)
@@ -102,7 +116,8 @@ def checkpoint_log(backend: Backend) -> int:
 
     clog = CommitLog(backend)
     clog.refresh()
-    head = int(clog.records[-1]["version"])
+    head = clog.records[-1].version
+    assert head is not None  # records read from the log are published
     if _pointer(backend) != head:
         write_checkpoint(backend, clog.records)
     return head
@@ -121,98 +136,51 @@ def _pointer(backend: Backend) -> int | None:
         return None
 
 
-class LazyKeysArchState(ArchState):
-    """An :class:`ArchState` whose compacted rows' keys are read when first needed."""
+def _compact_keys(backend: Backend) -> KeysLoader:
+    """Reads the keys of a compact record a checkpoint stores without them, from the log."""
 
-    _loader: Callable[[], list[RowKey]] | None = None
-
-    @property
-    def keys(self) -> dict[RowKey, tuple[int, int]]:
-        """Visible key -> (piece index, offset in piece)."""
-        loader = self._loader
-        if loader is not None:
-            self._loader = None
-            compacted = {key: (0, i) for i, key in enumerate(loader())}
-            later = self.__dict__["_keys"]
-            # as in a full replay: the compacted rows come first; later appends without
-            # `replaces` never override them (writers refuse such duplicates anyway)
-            compacted.update({k: v for k, v in later.items() if k not in compacted})
-            self.__dict__["_keys"] = compacted
-        keys: dict[RowKey, tuple[int, int]] = self.__dict__["_keys"]
-        return keys
-
-    @keys.setter
-    def keys(self, value: dict[RowKey, tuple[int, int]]) -> None:
-        self.__dict__["_keys"] = value
-
-
-def _compact_keys(backend: Backend, version: int, rows: int) -> Callable[[], list[RowKey]]:
-    def load() -> list[RowKey]:
-        raw = backend.read(record_key(version))
-        rec = None if raw is None else json.loads(raw)
-        if rec is None or rec.get("op") != "compact" or len(rec["keys"]) != rows:
-            from wspace.errors import CorruptDataError
-
+    def load(compact: CompactRecord) -> Sequence[RowKey]:
+        version = compact.version
+        raw = None if version is None else backend.read(record_key(version))
+        rec = None
+        if raw is not None:
+            rec = parse_record(json.loads(raw), version=version, url=backend.url)
+        if (
+            not isinstance(rec, CompactRecord)
+            or rec.keys is None
+            or (rec.arch, rec.segment, rec.rows) != (compact.arch, compact.segment, compact.rows)
+        ):
             raise CorruptDataError(
-                f"store {backend.url!r}: compact record {record_key(version)} is missing or "
-                "does not match the checkpoint"
+                f"store {backend.url!r}: compact record {record_key(version or 0)} is missing "
+                "or does not match the checkpoint"
             )
-        return [as_key(k) for k in rec["keys"]]
+        return rec.keys
 
     return load
 
 
-def _columns(rec: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    return {name: (str(kind), str(key)) for name, (kind, key) in rec.get("columns", {}).items()}
+def _records(body: dict[str, Any], url: str) -> list[Record]:
+    """The records a checkpoint's body holds, in version order (compact keys left out)."""
 
+    def published(data: Any) -> int:
+        version = data.get("version") if isinstance(data, dict) else None
+        if type(version) is not int:
+            raise ValueError(f"a record in the checkpoint has version {version!r}")
+        return version
 
-def _state(backend: Backend, body: dict[str, Any], newer: list[dict[str, Any]]) -> StoreState:
-    create = body["create"]
-    config = StoreConfig.from_dict(create.get("config", {}))
-    layouts = {name: Layout.from_dict(d) for name, d in create.get("archs", {}).items()}
-    for rec in [*body["add_arch"], *newer]:
-        if rec["op"] == "add_arch":
-            layouts[rec["arch"]] = Layout.from_dict(rec["layout"])
-    archs: dict[str, ArchState] = {}
-    for name, layout in layouts.items():
-        entry = body["archs"].get(name, {"compact": None, "appends": []})
-        mine = [r for r in newer if r.get("arch") == name and r["op"] in ("append", "compact")]
-        later_compacts = [r for r in mine if r["op"] == "compact"]
-        compact = later_compacts[-1] if later_compacts else entry["compact"]
-        base = int(compact["base"]) if compact else -1
-        appends = [
-            r
-            for r in [*entry["appends"], *(r for r in mine if r["op"] == "append")]
-            if r["version"] > base
-        ]
-        state = LazyKeysArchState(name=name, layout=layout)
-        lazy = None
-        if compact is not None:
-            rows, segment = int(compact["rows"]), compact["segment"]
-            state.columns[segment] = _columns(compact)
-            if "keys" in compact:
-                state.add(segment, 0, rows, [as_key(k) for k in compact["keys"]])
-            elif any(r.get("replaces") for r in appends):
-                state.add(segment, 0, rows, _compact_keys(backend, compact["version"], rows)())
-            else:
-                state.add(segment, 0, rows, [])
-                lazy = _compact_keys(backend, compact["version"], rows)
-        for rec in appends:
-            state.columns[rec["segment"]] = _columns(rec)
-            state.add(
-                rec["segment"],
-                int(rec["start"]),
-                int(rec["stop"]),
-                [as_key(k) for k in rec["keys"]],
-                frozenset(as_key(k) for k in rec.get("replaces", ())),
+    records = [parse_record(body["create"], version=published(body["create"]), url=url)]
+    records += [parse_record(d, version=published(d), url=url) for d in body["add_arch"]]
+    for entry in body["archs"].values():
+        if entry["compact"] is not None:
+            data = entry["compact"]
+            records.append(
+                CompactRecord.from_checkpoint_json(data, version=published(data), url=url)
             )
-        state._loader = lazy
-        archs[name] = state
-    version = newer[-1]["version"] if newer else body["version"]
-    return StoreState(config=config, archs=archs, version=int(version))
+        records += [parse_record(d, version=published(d), url=url) for d in entry["appends"]]
+    return sorted(records, key=lambda r: r.version or 0)
 
 
-def load_checkpoint(backend: Backend) -> tuple[StoreState, list[dict[str, Any]]] | None:
+def load_checkpoint(backend: Backend) -> tuple[StoreState, list[Record]] | None:
     """The state from the latest checkpoint and the records after it; ``None``: no usable one.
 
     Returns the state and the records it was built from (the checkpoint's records, compact
@@ -226,7 +194,10 @@ def load_checkpoint(backend: Backend) -> tuple[StoreState, list[dict[str, Any]]]
         body = json.loads(raw) if raw is not None else None
         if not body or body.get("format") != FORMAT or body.get("version") != version:
             raise ValueError("checkpoint missing or not for its version")
-        newer: list[dict[str, Any]] = []
+        records = _records(body, backend.url)
+        if not records or records[-1].version != version:
+            raise ValueError("checkpoint's records do not end at its version")
+        newer: list[Record] = []
         while True:
             first = version + 1 + len(newer)
             raws = backend.read_many(record_key(v) for v in range(first, first + PROBE))
@@ -235,21 +206,15 @@ def load_checkpoint(backend: Backend) -> tuple[StoreState, list[dict[str, Any]]]
                     if any(r is not None for r in raws[i:]):
                         raise ValueError(f"record {first + i} missing before later ones")
                     break
-                rec = json.loads(item)
-                if rec.get("version") != first + i or "op" not in rec:
-                    raise ValueError(f"record {first + i} is malformed")
-                newer.append(rec)
+                newer.append(parse_record(json.loads(item), version=first + i, url=backend.url))
             else:
                 continue
             break
-        state = _state(backend, body, newer)
-    except (ValueError, KeyError, TypeError) as exc:
+        records += newer
+        state = replay(records, url=backend.url, load_keys=_compact_keys(backend))
+    except (ValueError, KeyError, TypeError, AttributeError, CorruptDataError) as exc:
         log.warning(
             "store %r: ignoring checkpoint %d (%s); replaying the log", backend.url, version, exc
         )
         return None
-    records = [body["create"], *body["add_arch"]]
-    for entry in body["archs"].values():
-        records += ([entry["compact"]] if entry["compact"] else []) + entry["appends"]
-    records = sorted(records, key=lambda r: int(r["version"])) + newer
     return state, records

@@ -13,6 +13,7 @@ from wspace.layout import Layout
 from wspace.store.backend import StoreLike, resolve
 from wspace.store.config import FORMAT_VERSION, StoreConfig
 from wspace.store.log import CommitLog, replay
+from wspace.store.records import AddArchRecord, CreateRecord, Record
 
 __all__ = ["add_arch", "create"]
 
@@ -83,12 +84,9 @@ def create(
         raise SchemaMismatchError(f"unknown store setting: {exc}") from exc
     backend = resolve(url, storage_options=storage_options)
     log = CommitLog(backend)
-    record = {
-        "op": "create",
-        "format_version": FORMAT_VERSION,
-        "config": config.to_dict(),
-        "archs": {lay.name: lay.to_dict() for lay in layouts},
-    }
+    record = CreateRecord(
+        format_version=FORMAT_VERSION, config=config, archs={lay.name: lay for lay in layouts}
+    )
     try:
         log.publish(record)
     except CommitConflictError:
@@ -116,7 +114,7 @@ def add_arch(
     log = CommitLog(backend)
     log.refresh()
 
-    def validate(records: list[dict[str, Any]]) -> None:
+    def validate(records: list[Record]) -> None:
         current = replay(log.records).archs.get(layout.name)
         if current is not None:
             if current.layout == layout:
@@ -128,7 +126,7 @@ def add_arch(
 
     try:
         validate(log.records)
-        log.publish({"op": "add_arch", "arch": layout.name, "layout": layout.to_dict()}, validate)
+        log.publish(AddArchRecord(arch=layout.name, layout=layout), validate)
     except _AlreadyThere:
         return
     zarr.open_group(backend.store, mode="a").require_group(f"archs/{layout.name}").attrs[

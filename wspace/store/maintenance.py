@@ -23,6 +23,7 @@ from wspace.store.fastread import object_rows
 from wspace.store.faults import fault_point
 from wspace.store.log import CommitLog
 from wspace.store.reader import LayerReader, StoreHandle, _open_arrays, open_store
+from wspace.store.records import AppendRecord, CompactRecord, RowKey
 from wspace.store.segment import (
     create_column,
     create_segment,
@@ -117,7 +118,7 @@ def compact(
             da.store(sources, arrays, lock=False)  # type: ignore[arg-type]
         fault_point("compact.copied")
         models = zoo.models
-        columns: dict[str, list[str]] = {}
+        columns: dict[str, tuple[str, str]] = {}
         path = segment_path(name, segment_id)
         for j, column in enumerate(models.columns):
             kind = _column_kind(models[column])
@@ -128,25 +129,24 @@ def compact(
                 for v in models[column].tolist()
             ]
             array[:] = encode(kind, values, n)
-            columns[column] = [kind, key]
+            columns[column] = (kind, key)
         steps = models["step"].tolist() if "step" in models else [None] * n
-        keys = [
-            [m, None if s is None or s is pd.NA or s != s else int(s)]
+        keys: list[RowKey] = [
+            (m, None if s is None or s is pd.NA or s != s else int(s))
             for m, s in zip(models["model"].tolist(), steps, strict=True)
         ]
         clog = CommitLog(backend)
         clog.records = []
         clog.refresh()
         clog.publish(
-            {
-                "op": "compact",
-                "arch": name,
-                "base": handle.state.version,
-                "segment": segment_id,
-                "rows": n,
-                "keys": keys,
-                "columns": columns,
-            }
+            CompactRecord(
+                arch=name,
+                base=handle.state.version,
+                segment=segment_id,
+                rows=n,
+                keys=tuple(keys),
+                columns=columns,
+            )
         )
         fault_point("compact.after-publish")
         log.info("compacted %d rows of %s into %s", n, name, segment_id)
@@ -409,10 +409,10 @@ def vacuum(
     last_use: dict[str, float] = {}
     committed_stop: dict[str, int] = {}
     for rec in handle.state_records:
-        if "segment" in rec:
-            seg = rec["segment"]
-            last_use[seg] = max(last_use.get(seg, 0.0), _epoch(rec["time"]))
-            stop = int(rec.get("stop", rec.get("rows", 0)))
+        if isinstance(rec, AppendRecord | CompactRecord) and rec.time is not None:
+            seg = rec.segment
+            last_use[seg] = max(last_use.get(seg, 0.0), _epoch(rec.time))
+            stop = rec.stop if isinstance(rec, AppendRecord) else rec.rows
             committed_stop[seg] = max(committed_stop.get(seg, 0), stop)
     removed: dict[str, Any] = {"segments": [], "chunks": [], "bytes": 0}
     for name in handle.archs:

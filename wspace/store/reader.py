@@ -19,7 +19,7 @@ from wspace.layout import Layout
 from wspace.store.backend import Backend, StoreLike, resolve
 from wspace.store.checkpoint import load_checkpoint
 from wspace.store.fastread import RowSource, object_rows, read_block
-from wspace.store.log import ArchState, CommitLog, Piece, StoreState, replay
+from wspace.store.log import ArchState, CommitLog, Piece, Record, StoreState, replay
 from wspace.store.metaread import read_metadata
 from wspace.store.segment import layer_key, segment_path
 
@@ -104,7 +104,7 @@ class StoreHandle:
     backend: Backend
     state: StoreState
     storage_options: Mapping[str, Any] | None = None
-    state_records: list[dict[str, Any]] = field(default_factory=list)
+    state_records: list[Record] = field(default_factory=list)
     """The commit records the state was replayed from (after a checkpoint: the records it
     summarises, compact keys left out, and every later record)."""
 

@@ -26,6 +26,7 @@ from wspace.store.columns import MISSING_STR, encode, merge_kinds
 from wspace.store.config import StoreConfig, codec_chain
 from wspace.store.faults import fault_point
 from wspace.store.log import SEGMENT_ID, Columns, RowKey, new_id
+from wspace.store.records import AppendRecord
 
 __all__ = ["SegmentWriter", "create_segment", "layer_key", "segment_ids", "segment_path"]
 
@@ -225,8 +226,8 @@ class SegmentWriter:
             self.column_arrays[name][region] = encode(kind, values, self.meta_chunk)
 
     # -- committing --------------------------------------------------------------------------
-    def prepare_commit(self) -> dict[str, Any] | None:
-        """Write the partial chunks; return the ``append`` record body (``None``: nothing new)."""
+    def prepare_commit(self) -> AppendRecord | None:
+        """Write the partial chunks; return the ``append`` record draft (``None``: nothing new)."""
         if self.n == self.committed:
             return None
         self.flush_full()
@@ -235,15 +236,14 @@ class SegmentWriter:
                 self._write_layer(i)
         if self.n > self.meta_start:
             self._write_meta()
-        return {
-            "op": "append",
-            "arch": self.arch,
-            "segment": self.segment_id,
-            "start": self.committed,
-            "stop": self.n,
-            "keys": [list(k) for k in self.pending_keys],
-            "columns": {name: list(v) for name, v in self.columns.items()},
-        }
+        return AppendRecord(
+            arch=self.arch,
+            segment=self.segment_id,
+            start=self.committed,
+            stop=self.n,
+            keys=tuple(self.pending_keys),
+            columns=dict(self.columns),
+        )
 
     def committed_ok(self, stop: int | None = None) -> list[RowKey]:
         """Mark the rows appended so far (or up to ``stop``) as committed; return their keys."""

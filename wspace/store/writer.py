@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import sys
@@ -23,7 +24,8 @@ from wspace.layout import Layout
 from wspace.store.backend import StoreLike, resolve
 from wspace.store.columns import RESERVED, kind_of
 from wspace.store.faults import fault_point
-from wspace.store.log import CommitLog, RowKey, as_key, new_id, replay
+from wspace.store.log import CommitLog, RowKey, new_id, replay
+from wspace.store.records import AddArchRecord, AppendRecord, Record
 from wspace.store.segment import SegmentWriter
 
 __all__ = ["Writer", "writer"]
@@ -250,12 +252,13 @@ class Writer:
         version = None
         for name, segment in list(self.segments.items()):
             while segment.pending:
-                body = segment.prepare_commit()
-                if body is None:
+                draft = segment.prepare_commit()
+                if draft is None:
                     break
                 mine = {k: self.pending[k] for k in segment.pending_keys}
-                body["replaces"] = [list(k) for k, r in mine.items() if r]
-                body["writer"] = self.id
+                body = dataclasses.replace(
+                    draft, replaces=tuple(k for k, r in mine.items() if r), writer=self.id
+                )
                 fault_point("commit.before-publish")
                 try:
                     version = self.log.publish(
@@ -266,30 +269,27 @@ class Writer:
                     raise
                 fault_point("commit.after-publish")
                 # an earlier, interrupted commit may have published fewer rows: go on from there
-                done = segment.committed_ok(int(self.log.records[version]["stop"]))
+                published = self.log.records[version]
+                assert isinstance(published, AppendRecord)  # the record with our txn
+                done = segment.committed_ok(published.stop)
                 self.committed_keys.update(done)
                 for key in done:
                     del self.pending[key]
                 log.debug("committed %d rows of %s as version %s", len(done), name, version)
         return version
 
-    def _validate(self, records: list[dict[str, Any]], mine: dict[RowKey, bool]) -> None:
+    def _validate(self, records: list[Record], mine: dict[RowKey, bool]) -> None:
         for rec in records:
-            if rec.get("op") == "add_arch":
-                self.layouts.setdefault(
-                    rec["arch"], replay(self.log.records).archs[rec["arch"]].layout
-                )
-            if rec.get("op") != "append":
+            if isinstance(rec, AddArchRecord):
+                self.layouts.setdefault(rec.arch, rec.layout)
+            if not isinstance(rec, AppendRecord):
                 continue
-            keys = [as_key(k) for k in rec["keys"]]
-            clash = [k for k in keys if k in mine and not mine[k]]
+            clash = [k for k in rec.keys if k in mine and not mine[k]]
             if clash:
                 raise DuplicateModelError(
-                    self._dup_message(
-                        clash, f"committed concurrently by writer {rec.get('writer')}"
-                    )
+                    self._dup_message(clash, f"committed concurrently by writer {rec.writer}")
                 )
-            self.committed_keys.update(keys)
+            self.committed_keys.update(rec.keys)
 
     def discard(self) -> None:
         """Drop every uncommitted row; they never become visible."""
