@@ -62,6 +62,14 @@ class Backend(ABC):
         Whether writes are refused.
     policy
         How failed storage calls are retried (see :mod:`wspace.store.guard`).
+
+    Attributes
+    ----------
+    inner
+        The innermost store of the chain (of this backend's ``store_type``).
+    wrappers
+        The zarr wrapper stores between ``store`` and ``inner`` other than wspace's own
+        guard, outermost first; every call goes through them.
     """
 
     store_type: ClassVar[type[Store]]
