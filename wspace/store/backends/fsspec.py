@@ -167,8 +167,8 @@ class FsspecBackend(Backend):
         self._check_create()
         fs: Any = self.fsspec_store.fs
         path = self._path(key)
-        chain, _ = create_verdict(fs)
-        lock = _CREATE_LOCK if chain[-1] in IN_PROCESS else contextlib.nullcontext()
+        in_process = _protocol(layers(fs)[-1]) in IN_PROCESS
+        lock = _CREATE_LOCK if in_process else contextlib.nullcontext()
         call = guarded_call(
             lambda: fs._pipe_file(path, data, mode="create"),
             url=self.url,

@@ -67,7 +67,7 @@ class LocalBackend(Backend):
         """Byte ranges of one file with ``os.pread`` (one open); through the wrapper if
         there is one."""
         root = self.local_root()
-        if root is None:
+        if root is None or not ranges:
             return super().read_ranges(key, ranges)
         return guarded_sync(
             partial(_pread_ranges, root / key, list(ranges)),
@@ -114,6 +114,8 @@ class LocalBackend(Backend):
         return sum((Path(d) / f).stat().st_size for d, _, files in os.walk(top) for f in files)
 
     def temp_files(self, older_than: float) -> dict[str, int]:
+        # found in the folder itself (zarr's API has no modification times), even behind a
+        # wrapper store; deleted through the store (delete_temp)
         found = {}
         for path in self.root.rglob(f"*{TEMP_SUFFIX}"):
             info = path.stat()
