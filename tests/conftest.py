@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+pytest.register_assert_rewrite("wspace.store.backends.conformance")  # plain asserts, explained
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")

@@ -30,6 +30,7 @@ __all__ = [
     "StoreNotFoundError",
     "TensorNotFoundError",
     "UnsafePickleError",
+    "UnsupportedStoreError",
     "WspaceError",
     "WspaceWarning",
 ]
@@ -111,6 +112,12 @@ class ModelNotFoundError(WspaceError, KeyError):
 class StorageError(WspaceError, OSError):
     """The storage failed to read or write (network, server errors, disk full), even after
     retries. Nothing half-written becomes visible; ``errno`` is the underlying one when known."""
+
+
+class UnsupportedStoreError(WspaceError, ValueError):
+    """A store wspace may read but not write: its create-if-absent, on which every commit
+    relies, is not known to be atomic (an fsspec protocol or wrapper not tested, or tested
+    and found to check then write). The message names the store and the protocol."""
 
 
 class CorruptDataError(WspaceError, OSError):
