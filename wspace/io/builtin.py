@@ -135,15 +135,16 @@ class _Pickle(Format):
     """The LeNet-5 zoo's pickles (``modelwise-pickle``, ``layerwise-pickle``)."""
 
     prefix: str
-    top: str
-    """Pickle opcode that starts the top-level object: ``EMPTY_LIST`` or ``EMPTY_DICT``."""
+    """Published file-name prefix."""
+    keys: frozenset[str]
+    """Keys of an item, all of which appear at the start of a pickle of this format."""
 
     def can_open(self, src: Path) -> bool:
         if src.is_dir():
             return _any(src.glob(f"{self.prefix}*.pkl"))
         if src.suffix != ".pkl":
             return False
-        return src.name.startswith(self.prefix) or _pickle_top(src) == self.top
+        return src.name.startswith(self.prefix) or self.keys <= _pickle_strings(src)
 
     def _import(
         self, src: Source, url: StoreLike, sidecar: Source | None, **kwargs: Any
@@ -186,7 +187,7 @@ class ModelwisePickle(_Pickle):
         "lenet5_onevall_wghts_bymodel_*.pkl: list of {model, parameters_by_layer, parameters_flat}"
     )
     prefix = MODELWISE_PREFIX
-    top = "EMPTY_LIST"
+    keys = frozenset({"model", "parameters_by_layer"})
 
     def import_(
         self,
@@ -227,7 +228,7 @@ class LayerwisePickle(_Pickle):
         "list of rows}}"
     )
     prefix = LAYERWISE_PREFIX
-    top = "EMPTY_DICT"
+    keys = frozenset({"class", "parameters"})
 
     def import_(
         self,
@@ -545,14 +546,18 @@ def _csv_header(path: Path) -> set[str]:
     return {name.strip() for name in next(csv.reader([line]), [])}
 
 
-def _pickle_top(path: Path) -> str | None:
-    """The opcode that starts a pickle's top-level object (its first after PROTO, FRAME)."""
+def _pickle_strings(path: Path, most: int = 16) -> set[str]:
+    """The first ``most`` strings of a pickle (keys, names: what its top-level items look
+    like) from its first bytes; none for a file that is not a pickle."""
+    found: set[str] = set()
     try:
         with path.open("rb") as file:
             head = file.read(HEADER_BYTES)
-        for op, _arg, _pos in pickletools.genops(io.BytesIO(head)):
-            if op.name not in ("PROTO", "FRAME"):
-                return op.name
-    except (OSError, ValueError):  # unreadable, or not a pickle
-        return None
-    return None
+        for _op, arg, _pos in pickletools.genops(io.BytesIO(head)):
+            if isinstance(arg, str):
+                found.add(arg)
+                if len(found) >= most:
+                    break
+    except (OSError, ValueError):  # unreadable, not a pickle, or the head ends: what was seen
+        pass
+    return found

@@ -380,11 +380,13 @@ def _meta_csv(record: Mapping[str, Any]) -> str:
 def _snapshot_numbers(models: pd.DataFrame) -> np.ndarray:
     """File number of every row: its ``snapshot``, or its rank by ``step`` within its run."""
     if "snapshot" in models and not models["snapshot"].isna().any():
-        return models["snapshot"].to_numpy(dtype=np.int64)
-    if "step" in models:
+        numbers = models["snapshot"]
+    elif "step" in models:
         order = models["step"].astype("float64").fillna(-1)
-        return order.groupby(models["model"]).rank(method="first").to_numpy(dtype=np.int64)
-    return models.groupby("model").cumcount().to_numpy(dtype=np.int64) + 1
+        numbers = order.groupby(models["model"]).rank(method="first")
+    else:
+        numbers = models.groupby("model").cumcount() + 1
+    return np.asarray(numbers, dtype=np.int64)
 
 
 def _error_table(run_rows: pd.DataFrame, epochs: int) -> np.ndarray:
