@@ -87,7 +87,7 @@ class ImportSession:
         codec: str | None = None,
     ) -> None:
         self.commit_rows = None if commit_rows is None else option_int(commit_rows, "commit_rows")
-        self.rows = RowValidator(
+        self.validator = RowValidator(
             str(url), allow_nonfinite=option_bool(allow_nonfinite, "allow_nonfinite")
         )
         self.create_options: dict[str, Any] = {} if codec is None else {"codec": str(codec)}
@@ -108,7 +108,7 @@ class ImportSession:
     @property
     def allow_nonfinite(self) -> bool:
         """Whether NaN and infinite weights are stored (else the model is refused)."""
-        return self.rows.allow_nonfinite
+        return self.validator.allow_nonfinite
 
     def is_committed(self, model: str) -> bool:
         """Whether rows of ``model`` were in the store when the session started."""
@@ -158,7 +158,9 @@ class ImportSession:
                 at = where[i]
                 values = {k: py_value(v) for k, v in meta.items()}
                 metadata = {k: v for k, v in values.items() if v is not None}
-                checked.append(self.rows.check(weights, layout, model=model, metadata=metadata))
+                checked.append(
+                    self.validator.check(weights, layout, model=model, metadata=metadata)
+                )
             at = where[0] if where else None
             arch, writer = self._group(layout)
             self._seen.add(model)

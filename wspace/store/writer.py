@@ -74,7 +74,7 @@ class Writer:
         self.layouts: dict[str, Layout] = {name: a.layout for name, a in state.archs.items()}
         self.committed_keys: set[RowKey] = {k for a in state.archs.values() for k in a.keys}
         self.commit_every = int(commit_every or self.config.commit_every)
-        self.rows = RowValidator(self.backend.url, allow_nonfinite=allow_nonfinite)
+        self.validator = RowValidator(self.backend.url, allow_nonfinite=allow_nonfinite)
         self.id = new_id()
         self.segments: dict[str, SegmentWriter] = {}
         self.pending: dict[RowKey, bool] = {}  # key -> replace
@@ -99,7 +99,11 @@ class Writer:
     @property
     def allow_nonfinite(self) -> bool:
         """Whether NaN and infinite weights are accepted."""
-        return self.rows.allow_nonfinite
+        return self.validator.allow_nonfinite
+
+    @allow_nonfinite.setter
+    def allow_nonfinite(self, allow: bool) -> None:
+        self.validator = RowValidator(self.backend.url, allow_nonfinite=allow)
 
     def append(
         self,
@@ -160,9 +164,9 @@ class Writer:
         :class:`~wspace.store.rows.CheckedRow`: its group, key and float32 vector. Raises what
         :meth:`append` raises for a bad row (:class:`~wspace.store.rows.RowValidator`).
         """
-        self.rows.check_model(model)
+        self.validator.check_model(model)
         name, layout = self._arch_for(weights, arch, model)
-        return self.rows.check(weights, layout, model=model, metadata=metadata, arch=name)
+        return self.validator.check(weights, layout, model=model, metadata=metadata, arch=name)
 
     def _arch_for(self, weights: Any, arch: str | None, model: str) -> tuple[str, Layout]:
         if arch is not None:
