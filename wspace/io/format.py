@@ -28,18 +28,21 @@ import inspect
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from wspace.errors import FormatError
 from wspace.io.options import keyword_options
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
 
     from wspace.store.backend import StoreLike
     from wspace.zoo import Zoo
 
-__all__ = ["Format", "ImportReport"]
+__all__ = ["Format", "ImportReport", "Source", "has_any"]
+
+Source: TypeAlias = str | os.PathLike[str]
+"""A file or folder to import from, or to export to."""
 
 
 @dataclass
@@ -130,3 +133,8 @@ class Format(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} format {self.name!r}>"
+
+
+def has_any(paths: Iterator[Path]) -> bool:
+    """Whether ``paths`` (a lazy glob, say) yields one path; stops at the first."""
+    return next(paths, None) is not None

@@ -50,7 +50,7 @@ from wspace.errors import (
     WspaceError,
     listing,
 )
-from wspace.io.builtin import LAYERWISE_PREFIX, MODELWISE_PREFIX
+from wspace.io.builtin_lenet import LAYERWISE_PREFIX, MODELWISE_PREFIX
 from wspace.io.files import atomic_file, progress_bar, source_files, timestamp
 from wspace.io.keras_h5 import keras_index, split_name, target_layout, to_row
 from wspace.io.options import expect_format, option_bool, option_int

@@ -56,7 +56,7 @@ from wspace.errors import (
     UnsafePickleError,
     listing,
 )
-from wspace.io.builtin import Safetensors, StateDict
+from wspace.io.builtin_torch import Safetensors, StateDict
 from wspace.io.files import model_path, read_utf8, source_files, write_atomic
 from wspace.io.options import expect_format, option_int
 from wspace.io.row_files import write_rows
