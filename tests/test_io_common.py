@@ -21,15 +21,10 @@ from wspace.errors import (
     WspaceError,
 )
 from wspace.io import FORMATS, export_zoo, import_zoo
-from wspace.io._common import (
-    ImportSession,
-    export_batch_rows,
-    model_path,
-    option_bool,
-    option_int,
-    source_files,
-    write_rows,
-)
+from wspace.io.files import model_path, source_files
+from wspace.io.options import bind_options, option_bool, option_int
+from wspace.io.row_files import write_rows
+from wspace.io.session import ImportSession
 from wspace.store.reader import open_store
 from wspace.testing import assert_rows_equal, tiny_zoo
 
@@ -57,7 +52,7 @@ def appends(url: str) -> list[int]:
 # -- the import session --------------------------------------------------------------------------
 def test_whole_models_are_committed_together_in_groups_of_rows():
     url = unique("session-groups")
-    with ImportSession(url, fmt="test", options={"commit_rows": "5"}) as session:
+    with ImportSession(url, fmt="test", commit_rows="5") as session:
         for model in range(4):
             session.add(f"m{model}", rows(model, 3), layout=LAYOUT, source=f"m{model}.bin")
     # 3 rows per model; a commit once >= 5 rows are pending: after models 2 and 4
@@ -133,15 +128,18 @@ def test_option_parsers():
     for bad in ("x", 0, True):
         with pytest.raises(WspaceError, match="option n="):
             option_int(bad, "n")
+    export = FORMATS["state-dict"].export
     assert (
-        export_batch_rows("f", {"batch_size": "3"})
-        == 3
-        == export_batch_rows("f", {"batch_rows": 3})
+        bind_options("f", export, {"batch_size": "3"})
+        == {"batch_rows": 3}
+        == bind_options("f", export, {"batch_rows": 3})
     )
     with pytest.raises(WspaceError, match="are the same option"):
-        export_batch_rows("f", {"batch_size": 3, "batch_rows": 3})
+        bind_options("f", export, {"batch_size": 3, "batch_rows": 3})
     with pytest.raises(WspaceError, match="option commit_every='x'"):
-        ImportSession(unique("opt"), fmt="f", options={"commit_every": "x"})
+        import_zoo("nws", "missing", unique("opt"), commit_every="x")
+    with pytest.raises(WspaceError, match="option commit_rows='0'"):
+        ImportSession(unique("opt"), fmt="f", commit_rows="0")
 
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))

@@ -250,18 +250,25 @@ FORMAT_OPTIONS = Annotated[
 @app.command(
     "import",
     help="Import SRC, in one of the published formats, into the store DST_URL (created when "
-    "missing); re-running skips models already there.\n\nFormats:\n\n" + _format_help(),
+    "missing); re-running skips models already there.\n\nFormats (`wspace formats` lists "
+    "them with their options, and those that installed plugins add):\n\n"
+    + _format_help()
+    + "\n\nauto: the one format that recognises SRC (an error lists the candidates when "
+    "several do)",
 )
 def import_(
-    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="Format name (see above).")],
+    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="Format name (see above), or auto.")],
     src: Annotated[str, typer.Argument(metavar="SRC", help="File or folder to import.")],
     url: Annotated[str, typer.Argument(metavar="DST_URL", help="Store: path or fsspec URL.")],
     storage_option: OPTIONS = None,
     option: FORMAT_OPTIONS = None,
 ) -> None:
-    from wspace.io import import_zoo
+    from wspace.io import AUTO, detect_format, import_zoo
 
     try:
+        if fmt == AUTO:
+            fmt = detect_format(src).name
+            typer.echo(f"format {fmt} (detected)")
         report = import_zoo(
             fmt, src, url, storage_options=_options(storage_option), **_format_options(option)
         )
@@ -273,6 +280,26 @@ def import_(
         f"{report.url} ({', '.join(report.archs) or 'no architecture'}); "
         f"{len(report.skipped)} already there"
     )
+
+
+@app.command("formats")
+def formats_() -> None:
+    """List the formats (built-in, then those of plugins) with their options and defaults."""
+    from wspace.io import FORMATS, formats
+
+    try:
+        found = formats()
+    except (WspaceError, OSError) as exc:
+        _fail(exc)
+        return
+    for name, fmt in found.items():
+        origin = "" if name in FORMATS else f"  [plugin: {type(fmt).__module__}]"
+        typer.echo(f"{name}: {fmt.summary}{origin}")
+        for kind, options in (("import", fmt.import_options()), ("export", fmt.export_options())):
+            shown = ", ".join(f"{k}={p.default!r}" for k, p in options.items()) or "none"
+            if kind == "export" and not fmt.exports:
+                shown = "(cannot export)"
+            typer.echo(f"  {kind} options: {shown}")
 
 
 @app.command(

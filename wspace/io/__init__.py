@@ -1,14 +1,11 @@
-"""Import and export of the published model-zoo formats (``../shared/design/FORMATS.md``).
+"""Import and export of model-zoo formats (``docs/formats.md``), and the registry of formats.
 
-One module per format; each streams (never a whole zoo in memory) through an
-:class:`~wspace.io._common.ImportSession` on import and from a :class:`~wspace.Zoo` on export.
-Formats are looked up by name in :data:`FORMATS` and their modules imported only when used.
-
-Every module exposes two functions with these signatures::
-
-    def import_zoo(src, url, *, storage_options=None, progress=True, format, **options)
-        -> ImportReport
-    def export_zoo(zoo, dst, *, progress=True, format, **options) -> list[pathlib.Path]
+Each format is a :class:`Format` subclass (:mod:`wspace.io.builtin`: name, summary, a cheap
+``can_open`` test, and ``import_``/``export`` methods whose options are explicit keyword-only
+parameters) implemented in a module of its own that is imported only when used; a third-party
+package adds one through the entry-point group ``wspace.formats`` (:mod:`wspace.io.registry`).
+:func:`import_zoo` and :func:`export_zoo` look a format up by name and take its options as
+keywords, as ``-O KEY=VALUE`` strings or typed.
 
 All importers give the same guarantees (see :func:`import_zoo` and ``docs/formats.md``): the
 source is checked before anything is written, a model is committed whole or not at all,
@@ -17,105 +14,42 @@ skips the models already there.
 
 Examples
 --------
->>> from wspace.io import FORMATS
->>> "keras-h5" in FORMATS
+>>> from wspace.io import FORMATS, formats
+>>> "keras-h5" in FORMATS and set(FORMATS) <= set(formats())
 True
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wspace.errors import WspaceError, listing
+from wspace.io.builtin import BUILTIN
+from wspace.io.format import Format, ImportReport
+from wspace.io.options import bind_options
+from wspace.io.registry import AUTO, GROUP, detect_format, formats, get_format
 
 if TYPE_CHECKING:
     from wspace.store.backend import StoreLike
     from wspace.zoo import Zoo
 
-__all__ = ["FORMATS", "Format", "ImportReport", "export_zoo", "get_format", "import_zoo"]
+__all__ = [
+    "AUTO",
+    "FORMATS",
+    "GROUP",
+    "Format",
+    "ImportReport",
+    "detect_format",
+    "export_zoo",
+    "formats",
+    "get_format",
+    "import_zoo",
+]
 
-
-@dataclass(frozen=True, slots=True)
-class Format:
-    """One external format: its name, what it is, and the module implementing it."""
-
-    name: str
-    """Name used on the command line (``keras-h5``)."""
-    summary: str
-    """One line for ``wspace import --help``."""
-    module: str
-    """Module with ``import_zoo`` and ``export_zoo`` functions (imported when used)."""
-
-    def load(self) -> Any:
-        """The implementing module."""
-        return importlib.import_module(self.module)
-
-
-@dataclass
-class ImportReport:
-    """What an import did."""
-
-    url: str
-    """The store written."""
-    rows: int = 0
-    """Rows committed by this import."""
-    models: list[str] = field(default_factory=list)
-    """Model names committed (in order)."""
-    archs: list[str] = field(default_factory=list)
-    """Architecture groups written to."""
-    skipped: list[str] = field(default_factory=list)
-    """Models already in the store, left as they were."""
-
-
-FORMATS: dict[str, Format] = {
-    f.name: f
-    for f in (
-        Format(
-            "keras-h5",
-            "folder of Keras 2 HDF5 files binary_oneVall_{class}_{count}_model.h5 (LeNet-5 zoo)",
-            "wspace.io.keras_h5",
-        ),
-        Format(
-            "modelwise-pickle",
-            "lenet5_onevall_wghts_bymodel_*.pkl: list of {model, parameters_by_layer, "
-            "parameters_flat}",
-            "wspace.io.pickles",
-        ),
-        Format(
-            "layerwise-pickle",
-            "lenet5_onevall_wghts_bylayer_class_*.pkl: per class {class, parameters: {layer: "
-            "list of rows}}",
-            "wspace.io.pickles",
-        ),
-        Format("nws", "NWS run folders (weights/NNN.bin float64) + split CSVs", "wspace.io.nws"),
-        Format(
-            "cnn-zoo", "Small CNN Zoo: weights.npy + metrics.csv + layout.csv", "wspace.io.cnn_zoo"
-        ),
-        Format(
-            "model-zoos",
-            "Model Zoos (Schürholt et al.): Ray Tune trial folders with checkpoints",
-            "wspace.io.model_zoos",
-        ),
-        Format(
-            "state-dict", "folder of torch state_dict files (*.pt), one per row", "wspace.io.torch_"
-        ),
-        Format("safetensors", "folder of safetensors files, one per row", "wspace.io.torch_"),
-    )
-}
-"""Registry: format name -> :class:`Format`."""
-
-
-def get_format(name: str) -> Format:
-    """The registered format ``name``; a clear error listing the known ones otherwise."""
-    try:
-        return FORMATS[name]
-    except KeyError:
-        raise WspaceError(f"unknown format {name!r}; formats: {listing(FORMATS)}") from None
+FORMATS: dict[str, Format] = {f.name: f for f in BUILTIN}
+"""The built-in formats by name (:func:`formats` adds those of plugins)."""
 
 
 def import_zoo(
@@ -132,7 +66,8 @@ def import_zoo(
     Parameters
     ----------
     fmt
-        A name of :data:`FORMATS`.
+        A format name (:func:`formats`), or ``"auto"``: the one format whose ``can_open``
+        accepts ``src`` (:func:`detect_format`; the report's ``format`` says which).
     src
         The file or folder to import (what each format reads: ``docs/formats.md``).
     url, storage_options
@@ -147,7 +82,7 @@ def import_zoo(
         default the store's ``commit_every``, 256; 4096 for ``cnn-zoo``),
         ``allow_nonfinite`` (store NaN/infinite weights instead of refusing the model) and
         ``codec`` (of a store the import creates). Values may be strings, as ``-O KEY=VALUE``
-        gives them; an unknown option is an error.
+        gives them; an unknown option is an error naming the format's options.
 
     Returns the :class:`ImportReport`. The structure of the whole source is checked first (a
     problem raises an error naming the file, and nothing is written); models already in the
@@ -155,11 +90,9 @@ def import_zoo(
     fall between models, so a problem found while reading values stops the import after the
     last complete model, with nothing of the failing one committed.
     """
-    module = get_format(fmt).load()
-    report: ImportReport = module.import_zoo(
-        src, url, storage_options=storage_options, progress=progress, format=fmt, **options
-    )
-    return report
+    format_ = detect_format(src) if fmt == AUTO else get_format(fmt)
+    kwargs = bind_options(format_.name, format_.import_, options)
+    return format_.import_(src, url, storage_options=storage_options, progress=progress, **kwargs)
 
 
 def export_zoo(
@@ -172,6 +105,6 @@ def export_zoo(
     name and moved into place (complete or absent); model names become paths below ``dst``
     only. Returns the files written.
     """
-    module = get_format(fmt).load()
-    files: list[Path] = module.export_zoo(zoo, dst, progress=progress, format=fmt, **options)
-    return files
+    format_ = get_format(fmt)
+    kwargs = bind_options(format_.name, format_.export, options)
+    return format_.export(zoo, dst, progress=progress, **kwargs)

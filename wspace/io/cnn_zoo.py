@@ -15,7 +15,7 @@ reads: ``np.load`` of ``weights.npy``, ``pd.read_csv(..., compression="gzip")``,
 Rows: ``model`` = ``modeldir``, ``step`` = ``step``, every other column of the metrics file as a
 metadata column of the same name (the Writer accepts ``config.w_init`` or ``test/accuracy``
 as they are; an empty name, a reserved one or ``model`` gets the prefix ``col:``, see
-:func:`wspace.io._common.escape_column`). The layout keeps the Keras convention and the
+:func:`wspace.io.values.escape_column`). The layout keeps the Keras convention and the
 TensorFlow names: ``varname`` ``sequential/conv2d/kernel:0`` is tensor
 ``sequential/conv2d/kernel`` (its ``source_name`` is the varname), so
 ``zoo.tensor("sequential/conv2d/weight")`` is the torch view. ``weights.npy`` is memory-mapped
@@ -57,21 +57,14 @@ import numpy as np
 import pandas as pd
 
 from wspace.errors import FormatError, SchemaMismatchError, SourceNotFoundError, listing
-from wspace.io._common import (
-    ImportSession,
-    atomic_file,
-    escape_column,
-    export_batch_rows,
-    option_bool,
-    progress_bar,
-    py_value,
-    unescape_column,
-    write_atomic,
-)
+from wspace.io.files import atomic_file, progress_bar, write_atomic
+from wspace.io.options import option_bool, option_int
+from wspace.io.session import ImportSession
+from wspace.io.values import escape_column, py_value, unescape_column
 from wspace.layout import Layout
 
 if TYPE_CHECKING:
-    from wspace.io import ImportReport
+    from wspace.io.format import ImportReport
     from wspace.store.backend import StoreLike
     from wspace.zoo import Zoo
 
@@ -150,11 +143,12 @@ def import_zoo(
     src: str | os.PathLike[str],
     url: StoreLike,
     *,
-    storage_options: Mapping[str, Any] | None = None,
-    progress: bool = True,
-    format: str = "cnn-zoo",
-    arch: str = "cnn-zoo",
-    **options: Any,
+    storage_options: Mapping[str, Any] | None,
+    progress: bool,
+    arch: str,
+    commit_rows: int | None,
+    allow_nonfinite: bool,
+    codec: str | None,
 ) -> ImportReport:
     """Import a Small CNN Zoo folder into the store at ``url`` (created when missing).
 
@@ -165,10 +159,11 @@ def import_zoo(
     arch
         Architecture-group name for the layout (an existing group with the same tensors is
         used whatever its name).
-    **options
-        The importer options of :class:`~wspace.io._common.ImportSession`, with other
-        defaults: ``commit_rows=4096`` and ``allow_nonfinite=True`` (the published matrices
-        hold diverged runs; ``False`` refuses them).
+    commit_rows, allow_nonfinite, codec
+        The options of :class:`~wspace.io.session.ImportSession`; :class:`wspace.io.builtin.CnnZoo`
+        (which calls this) has other defaults: ``commit_rows=4096`` and
+        ``allow_nonfinite=True`` (the published matrices hold diverged runs; ``False``
+        refuses them).
 
     Raises
     ------
@@ -180,10 +175,10 @@ def import_zoo(
     session = ImportSession(
         url,
         storage_options=storage_options,
-        fmt=format,
-        options=options,
-        commit_rows=4096,
-        allow_nonfinite=True,
+        fmt="cnn-zoo",
+        commit_rows=commit_rows,
+        allow_nonfinite=allow_nonfinite,
+        codec=codec,
     )
     src = Path(src)
     weights_file = src / "weights.npy"
@@ -280,20 +275,20 @@ def export_zoo(
     zoo: Zoo,
     dst: str | os.PathLike[str],
     *,
-    progress: bool = True,
-    format: str = "cnn-zoo",
-    compress: Any = True,
-    **options: Any,
+    progress: bool,
+    compress: bool,
+    batch_rows: int,
 ) -> list[Path]:
     """Write the rows of ``zoo`` as a Small CNN Zoo folder: weights.npy, metrics, layout.csv.
 
     ``weights.npy`` (float32) is written through a memory map, ``batch_rows`` rows at a time,
     in zoo order; ``metrics.csv.gz`` (``compress=false``: ``metrics.csv``) has ``modeldir`` (the
     model), ``step`` and every other metadata column; ``layout.csv`` describes TensorFlow
-    layouts (torch weights are written as Keras kernels). ``batch_rows`` (alias
-    ``batch_size``) defaults to 1024.
+    layouts (torch weights are written as Keras kernels). The defaults are those of
+    :class:`wspace.io.builtin.CnnZoo`, which calls this.
     """
-    batch = export_batch_rows(format, options, 1024)
+    batch = option_int(batch_rows, "batch_rows")
+    gz = option_bool(compress, "compress")
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     perm, layout_rows = _export_plan(zoo.layout)
@@ -326,7 +321,6 @@ def export_zoo(
         frame[unescape_column(column)] = values.to_numpy()
     if MODEL_COLUMN not in frame:
         frame[MODEL_COLUMN] = models["model"].to_numpy()
-    gz = option_bool(compress, "compress")
     metrics_path = dst / ("metrics.csv.gz" if gz else "metrics.csv")
     with atomic_file(metrics_path) as tmp:
         frame.to_csv(tmp, index=False, compression="gzip" if gz else None)

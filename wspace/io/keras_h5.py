@@ -50,22 +50,17 @@ from wspace.errors import (
     WspaceError,
     listing,
 )
-from wspace.io._common import (
-    ImportSession,
-    atomic_file,
-    expect_format,
-    export_batch_rows,
-    one_row_per_model,
-    option_bool,
-    refuse_repeats,
-    source_files,
-    write_rows,
-)
+from wspace.io.files import atomic_file, source_files
 from wspace.io.keras_config import KERAS_VERSION, LAYER_NAMES, model_config, training_config
+from wspace.io.options import option_bool, option_int
+from wspace.io.row_files import one_row_per_model, write_rows
+from wspace.io.session import ImportSession
+from wspace.io.values import refuse_repeats
 from wspace.layout import Layout
+from wspace.store.rows import NONFINITE_HINT
 
 if TYPE_CHECKING:
-    from wspace.io import ImportReport
+    from wspace.io.format import ImportReport
     from wspace.store.backend import StoreLike
     from wspace.zoo import Zoo
 
@@ -88,7 +83,6 @@ __all__ = [
 ]
 
 FILE_NAME = re.compile(r"^binary_oneVall_(?P<cls>.+)_(?P<count>\d+)_(?:model|weights)\.h5$")
-DEFAULT_PATTERN = "binary_oneVall_*_model.h5"
 
 
 # -- names ------------------------------------------------------------------------------------
@@ -268,8 +262,7 @@ def read_file(
         if not allow_nonfinite and not np.isfinite(value).all():
             bad = int((~np.isfinite(value)).sum())
             raise NonFiniteWeightsError(
-                f"{where}: {bad} non-finite value(s) in {name}; pass "
-                "allow_nonfinite=true to import them"
+                f"{where}: {bad} non-finite value(s) in {name}; {NONFINITE_HINT}"
             )
     return out
 
@@ -394,12 +387,13 @@ def import_zoo(
     src: str | os.PathLike[str],
     url: StoreLike,
     *,
-    storage_options: Mapping[str, Any] | None = None,
-    progress: bool = True,
-    format: str = "keras-h5",
-    pattern: str = DEFAULT_PATTERN,
-    convention: str = "keras",
-    **options: Any,
+    storage_options: Mapping[str, Any] | None,
+    progress: bool,
+    pattern: str,
+    convention: str,
+    commit_rows: int | None,
+    allow_nonfinite: bool,
+    codec: str | None,
 ) -> ImportReport:
     """Import a folder of LeNet-5 Keras files (or one file) into the store at ``url``.
 
@@ -413,16 +407,24 @@ def import_zoo(
     convention
         ``"keras"`` stores the tensors as in the files, group ``lenet5-keras``; ``"torch"``
         converts them exactly to the torch-convention group ``lenet5``.
-    **options
-        As for :func:`wspace.io.import_zoo`: ``commit_rows``, ``allow_nonfinite``, ``codec``.
+    commit_rows, allow_nonfinite, codec
+        The options of :class:`~wspace.io.session.ImportSession`.
+
+    The defaults are those of :class:`wspace.io.builtin.KerasH5`, which calls this.
 
     Rows get ``model="{class}_{count}"``, ``cls`` and ``count`` from the file name. Models the
     store already holds are skipped. The names and the structure of every file (datasets,
     shapes, dtypes) are checked before anything is written; a file whose values are refused
     (non-finite) stops the import after the models before it, with nothing of it committed.
     """
-    expect_format(format, "keras-h5")
-    session = ImportSession(url, storage_options=storage_options, fmt=format, options=options)
+    session = ImportSession(
+        url,
+        storage_options=storage_options,
+        fmt="keras-h5",
+        commit_rows=commit_rows,
+        allow_nonfinite=allow_nonfinite,
+        codec=codec,
+    )
     layout = target_layout(convention)
     paths = source_files(Path(src), pattern, what=f"file matches {pattern!r}")
     files = [(*parse_file_name(p.name), p) for p in paths]
@@ -471,11 +473,10 @@ def export_zoo(
     zoo: Zoo,
     dst: str | os.PathLike[str],
     *,
-    progress: bool = True,
-    format: str = "keras-h5",
-    weights_only: bool | str = False,
-    overwrite: bool | str = True,
-    **options: Any,
+    progress: bool,
+    weights_only: bool,
+    overwrite: bool,
+    batch_rows: int,
 ) -> list[Path]:
     """Write every row of ``zoo`` as ``dst/binary_oneVall_{cls}_{count}_model.h5``.
 
@@ -489,14 +490,14 @@ def export_zoo(
     weights_only
         Write ``save_weights`` files (layer groups at the root) instead of full-model files.
     overwrite
-        Replace existing files (default); otherwise an existing file is an error.
-    **options
-        ``batch_rows`` (alias ``batch_size``, default 64): rows read from the store at once.
+        Replace existing files; otherwise an existing file is an error.
+    batch_rows
+        Rows read from the store at once.
 
-    Returns the files written, in zoo order.
+    Returns the files written, in zoo order. The defaults are those of
+    :class:`wspace.io.builtin.KerasH5`, which calls this.
     """
-    expect_format(format, "keras-h5")
-    batch = export_batch_rows(format, options, 64)
+    batch = option_int(batch_rows, "batch_rows")
     index = keras_index(zoo.layout)
     folder = Path(dst)
     paths = [folder / file_name(cls, count) for cls, count in _names(zoo)]

@@ -54,21 +54,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wspace.errors import FormatError, SourceNotFoundError
-from wspace.io._common import (
-    ESCAPE,
-    ImportSession,
-    escape_column,
-    export_batch_rows,
-    first_by_model,
-    full_zoo,
-    model_parts,
-    py_value,
-    read_utf8,
-    source_files,
-    unescape_column,
-    write_atomic,
-    write_rows,
-)
+from wspace.io.files import model_parts, read_utf8, source_files, write_atomic
+from wspace.io.options import option_int
+from wspace.io.row_files import full_zoo, write_rows
+from wspace.io.session import ImportSession
 from wspace.io.torch_ import (
     check_tensors,
     floating,
@@ -76,9 +65,10 @@ from wspace.io.torch_ import (
     load_state_dict,
     row_state_dict,
 )
+from wspace.io.values import ESCAPE, escape_column, first_by_model, py_value, unescape_column
 
 if TYPE_CHECKING:
-    from wspace.io import ImportReport
+    from wspace.io.format import ImportReport
     from wspace.store.backend import StoreLike
     from wspace.zoo import Zoo
 
@@ -181,11 +171,12 @@ def import_zoo(
     src: str | os.PathLike[str],
     url: StoreLike,
     *,
-    storage_options: Mapping[str, Any] | None = None,
-    progress: bool = True,
-    format: str = "model-zoos",
-    arch: str = "model-zoos",
-    **options: Any,
+    storage_options: Mapping[str, Any] | None,
+    progress: bool,
+    arch: str,
+    commit_rows: int | None,
+    allow_nonfinite: bool,
+    codec: str | None,
 ) -> ImportReport:
     """Import the Ray Tune trials under ``src`` (one model each) into the store at ``url``.
 
@@ -196,8 +187,10 @@ def import_zoo(
     arch
         Architecture-group name for the layout of the first checkpoint (an existing group
         with the same tensors is used whatever its name).
-    **options
-        As for :func:`wspace.io.import_zoo`: ``commit_rows``, ``allow_nonfinite``, ``codec``.
+    commit_rows, allow_nonfinite, codec
+        The options of :class:`~wspace.io.session.ImportSession`.
+
+    The defaults are those of :class:`wspace.io.builtin.ModelZoos`, which calls this.
 
     Raises
     ------
@@ -207,7 +200,14 @@ def import_zoo(
     UnsafePickleError
         A checkpoint that ``torch.load(weights_only=True)`` refuses (nothing in it runs).
     """
-    session = ImportSession(url, storage_options=storage_options, fmt=format, options=options)
+    session = ImportSession(
+        url,
+        storage_options=storage_options,
+        fmt="model-zoos",
+        commit_rows=commit_rows,
+        allow_nonfinite=allow_nonfinite,
+        codec=codec,
+    )
     src = Path(src)
     trials = _trials(src)
     first = trials[0].checkpoints[0][1]
@@ -247,20 +247,20 @@ def export_zoo(
     zoo: Zoo,
     dst: str | os.PathLike[str],
     *,
-    progress: bool = True,
-    format: str = "model-zoos",
-    **options: Any,
+    progress: bool,
+    batch_rows: int,
 ) -> list[Path]:
     """Write the rows of ``zoo`` as Ray Tune trial folders under ``dst`` (one per model).
 
     Each row is ``<model>/checkpoint_<step:06d>/checkpoints`` (a float32 ``state_dict`` keyed by
     the layout's source names); each model gets ``result.json`` (its rows' lines and the kept
-    ``result_extra`` lines, in line order) and ``params.json`` (the config). ``batch_rows``
-    (alias ``batch_size``, default 256): rows read from the store at once.
+    ``result_extra`` lines, in line order) and ``params.json`` (the config). ``batch_rows``:
+    rows read from the store at once. The defaults are those of
+    :class:`wspace.io.builtin.ModelZoos`, which calls this.
     """
     import torch
 
-    batch = export_batch_rows(format, options)
+    batch = option_int(batch_rows, "batch_rows")
     dst = Path(dst)
     models = zoo.models
     if len(zoo) and ("step" not in models or models["step"].isna().any()):

@@ -44,20 +44,7 @@ import numpy as np
 import pandas as pd
 
 from wspace.errors import FormatError, SourceNotFoundError, listing
-from wspace.io._common import (
-    ImportSession,
-    escape_column,
-    export_batch_rows,
-    first_by_model,
-    full_zoo,
-    model_parts,
-    py_value,
-    read_utf8,
-    source_files,
-    unescape_column,
-    write_atomic,
-    write_rows,
-)
+from wspace.io.files import model_parts, read_utf8, source_files, write_atomic
 from wspace.io.nws_arch import (
     ARCH_FIELDS,
     CSV_COLUMNS,
@@ -68,10 +55,14 @@ from wspace.io.nws_arch import (
     nws_layout,
     snapshot_epochs,
 )
+from wspace.io.options import option_int
+from wspace.io.row_files import full_zoo, write_rows
+from wspace.io.session import ImportSession
+from wspace.io.values import escape_column, first_by_model, py_value, unescape_column
 from wspace.layout import Layout
 
 if TYPE_CHECKING:
-    from wspace.io import ImportReport
+    from wspace.io.format import ImportReport
     from wspace.store.backend import StoreLike
     from wspace.zoo import Zoo
 
@@ -296,12 +287,13 @@ def import_zoo(
     src: str | os.PathLike[str],
     url: StoreLike,
     *,
-    storage_options: Mapping[str, Any] | None = None,
-    progress: bool = True,
-    format: str = "nws",
-    csv: str | None = None,
-    root: str | os.PathLike[str] | None = None,
-    **options: Any,
+    storage_options: Mapping[str, Any] | None,
+    progress: bool,
+    csv: str | None,
+    root: str | os.PathLike[str] | None,
+    commit_rows: int | None,
+    allow_nonfinite: bool,
+    codec: str | None,
 ) -> ImportReport:
     """Import NWS runs into the store at ``url`` (created when missing).
 
@@ -313,9 +305,11 @@ def import_zoo(
     csv
         Glob of the split CSVs in ``src``.
     root
-        Folder the CSVs' relative ``path`` values start from (default: the CSV's folder).
-    **options
-        As for :func:`wspace.io.import_zoo`: ``commit_rows``, ``allow_nonfinite``, ``codec``.
+        Folder the CSVs' relative ``path`` values start from (``None``: the CSV's folder).
+    commit_rows, allow_nonfinite, codec
+        The options of :class:`~wspace.io.session.ImportSession`.
+
+    The defaults are those of :class:`wspace.io.builtin.Nws`, which calls this.
 
     Raises
     ------
@@ -323,7 +317,14 @@ def import_zoo(
         A CSV lacks columns, a run folder or snapshot is missing, a ``.bin`` has the wrong
         length. The whole data set is checked first, so nothing is written in these cases.
     """
-    session = ImportSession(url, storage_options=storage_options, fmt=format, options=options)
+    session = ImportSession(
+        url,
+        storage_options=storage_options,
+        fmt="nws",
+        commit_rows=commit_rows,
+        allow_nonfinite=allow_nonfinite,
+        codec=codec,
+    )
     runs = scan(src, csv=csv, root=root)
     lossy = 0
     with session:
@@ -379,11 +380,13 @@ def _meta_csv(record: Mapping[str, Any]) -> str:
 def _snapshot_numbers(models: pd.DataFrame) -> np.ndarray:
     """File number of every row: its ``snapshot``, or its rank by ``step`` within its run."""
     if "snapshot" in models and not models["snapshot"].isna().any():
-        return models["snapshot"].to_numpy(dtype=np.int64)
-    if "step" in models:
+        numbers = models["snapshot"]
+    elif "step" in models:
         order = models["step"].astype("float64").fillna(-1)
-        return order.groupby(models["model"]).rank(method="first").to_numpy(dtype=np.int64)
-    return models.groupby("model").cumcount().to_numpy(dtype=np.int64) + 1
+        numbers = order.groupby(models["model"]).rank(method="first")
+    else:
+        numbers = models.groupby("model").cumcount() + 1
+    return np.asarray(numbers, dtype=np.int64)
 
 
 def _error_table(run_rows: pd.DataFrame, epochs: int) -> np.ndarray:
@@ -403,10 +406,9 @@ def export_zoo(
     zoo: Zoo,
     dst: str | os.PathLike[str],
     *,
-    progress: bool = True,
-    format: str = "nws",
-    split: str | None = None,
-    **options: Any,
+    progress: bool,
+    split: str | None,
+    batch_rows: int,
 ) -> list[Path]:
     """Write the rows of ``zoo`` as NWS run folders and split CSVs under ``dst``.
 
@@ -419,10 +421,11 @@ def export_zoo(
     store can be exported one after another into one folder.
 
     The zoo needs the architecture columns (``filter_size``, ``depth_conv``, ``depth_fc``,
-    ``width_conv``, ``width_fc``, ``batch_norm``) and the layout they imply. ``batch_rows``
-    (alias ``batch_size``, default 256): rows read from the store at once.
+    ``width_conv``, ``width_fc``, ``batch_norm``) and the layout they imply. ``batch_rows``:
+    rows read from the store at once. The defaults are those of
+    :class:`wspace.io.builtin.Nws`, which calls this.
     """
-    batch = export_batch_rows(format, options)
+    batch = option_int(batch_rows, "batch_rows")
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     models = zoo.models

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from wspace.errors import FormatError, listing
-from wspace.io._common import py_value
+from wspace.io.values import py_value
 from wspace.layout import Layout
 
 __all__ = [

@@ -50,24 +50,19 @@ from wspace.errors import (
     WspaceError,
     listing,
 )
-from wspace.io._common import (
-    ImportSession,
-    atomic_file,
-    expect_format,
-    export_batch_rows,
-    one_row_per_model,
-    option_bool,
-    progress_bar,
-    refuse_repeats,
-    source_files,
-    timestamp,
-)
+from wspace.io.builtin_lenet import LAYERWISE_PREFIX, MODELWISE_PREFIX
+from wspace.io.files import atomic_file, progress_bar, source_files, timestamp
 from wspace.io.keras_h5 import keras_index, split_name, target_layout, to_row
+from wspace.io.options import expect_format, option_bool, option_int
+from wspace.io.row_files import one_row_per_model
 from wspace.io.safe_pickle import load
+from wspace.io.session import ImportSession
+from wspace.io.values import refuse_repeats
 from wspace.layout import Layout
+from wspace.store.rows import NONFINITE_HINT
 
 if TYPE_CHECKING:
-    from wspace.io import ImportReport
+    from wspace.io.format import ImportReport
     from wspace.store.backend import StoreLike
     from wspace.zoo import Zoo
 
@@ -84,8 +79,6 @@ __all__ = [
     "write_sidecar",
 ]
 
-MODELWISE_PREFIX = "lenet5_onevall_wghts_bymodel_"
-LAYERWISE_PREFIX = "lenet5_onevall_wghts_bylayer_class_"
 SIDECAR_FORMAT = "wspace layerwise-pickle model names"
 _FORMATS = ("modelwise-pickle", "layerwise-pickle")
 _PREFIX = {"modelwise-pickle": MODELWISE_PREFIX, "layerwise-pickle": LAYERWISE_PREFIX}
@@ -296,10 +289,10 @@ def export_zoo(
     zoo: Zoo,
     dst: str | os.PathLike[str],
     *,
-    progress: bool = True,
-    format: str = "modelwise-pickle",
-    overwrite: bool | str = True,
-    **options: Any,
+    progress: bool,
+    format: str,
+    overwrite: bool,
+    batch_rows: int,
 ) -> list[Path]:
     """Write the rows of a LeNet-5 zoo as one modelwise or layerwise pickle.
 
@@ -312,16 +305,16 @@ def export_zoo(
     format
         ``"modelwise-pickle"`` or ``"layerwise-pickle"``.
     overwrite
-        Replace an existing file (default).
-    **options
-        ``batch_rows`` (alias ``batch_size``, default 64): rows read from the store at once
-        (the export's memory is about one batch).
+        Replace an existing file.
+    batch_rows
+        Rows read from the store at once (the export's memory is about one batch).
 
     Returns the files written: the pickle, and for ``layerwise-pickle`` its sidecar.
     Layerwise classes come in the order of their first row in ``zoo``, models in zoo order.
+    The defaults are those of :mod:`wspace.io.builtin`'s formats, which call this.
     """
     expect_format(format, *_FORMATS)
-    batch = export_batch_rows(format, options, 64)
+    batch = option_int(batch_rows, "batch_rows")
     replace = option_bool(overwrite, "overwrite")
     keras_index(zoo.layout)  # a LeNet-5 layout, or a clear error before anything is written
     one_row_per_model(zoo, format)
@@ -463,12 +456,14 @@ def import_zoo(
     src: str | os.PathLike[str],
     url: StoreLike,
     *,
-    storage_options: Mapping[str, Any] | None = None,
-    progress: bool = True,
-    format: str = "modelwise-pickle",
-    sidecar: str | os.PathLike[str] | None = None,
-    convention: str = "keras",
-    **options: Any,
+    storage_options: Mapping[str, Any] | None,
+    progress: bool,
+    format: str,
+    sidecar: str | os.PathLike[str] | None,
+    convention: str,
+    commit_rows: int | None,
+    allow_nonfinite: bool,
+    codec: str | None,
 ) -> ImportReport:
     """Import a modelwise or layerwise pickle (or a folder of them) into the store at ``url``.
 
@@ -484,8 +479,8 @@ def import_zoo(
         ``names_inferred=True``.
     convention
         ``"keras"`` (group ``lenet5-keras``) or ``"torch"`` (converted exactly, group ``lenet5``).
-    **options
-        As for :func:`wspace.io.import_zoo`: ``commit_rows``, ``allow_nonfinite``, ``codec``.
+    commit_rows, allow_nonfinite, codec
+        The options of :class:`~wspace.io.session.ImportSession`.
 
     Rows get ``model`` and, when the name is ``{class}_{count}``, ``cls`` and ``count``
     (layerwise: ``cls`` is the pickle's class). Models already in the store are skipped. Each
@@ -493,9 +488,17 @@ def import_zoo(
     :mod:`wspace.io.safe_pickle`, and every item is checked (structure, shapes, dtypes,
     finiteness, unique names) before any model of it is appended: a bad pickle raises an error
     naming the file and commits nothing of it (the models of the pickles before it stay).
+    The defaults are those of :mod:`wspace.io.builtin`'s formats, which call this.
     """
     expect_format(format, *_FORMATS)
-    session = ImportSession(url, storage_options=storage_options, fmt=format, options=options)
+    session = ImportSession(
+        url,
+        storage_options=storage_options,
+        fmt=format,
+        commit_rows=commit_rows,
+        allow_nonfinite=allow_nonfinite,
+        codec=codec,
+    )
     layout = target_layout(convention)
     pattern = f"{_PREFIX[format]}*.pkl"
     files = source_files(Path(src), pattern, what=f"file {pattern}")
@@ -535,8 +538,8 @@ def _check_finite(rows: list[tuple[str, Any, dict[str, np.ndarray]]], where: str
             bad = int(np.count_nonzero(~np.isfinite(array)))
             if bad:
                 raise NonFiniteWeightsError(
-                    f"{where}: model {model!r}: {bad} non-finite value(s) in {path}; pass "
-                    "allow_nonfinite=true to import them"
+                    f"{where}: model {model!r}: {bad} non-finite value(s) in {path}; "
+                    + NONFINITE_HINT
                 )
 
 

@@ -56,24 +56,18 @@ from wspace.errors import (
     UnsafePickleError,
     listing,
 )
-from wspace.io._common import (
-    ImportSession,
-    escape_column,
-    expect_format,
-    export_batch_rows,
-    model_path,
-    py_value,
-    read_utf8,
-    source_files,
-    write_atomic,
-    write_rows,
-)
+from wspace.io.builtin_torch import Safetensors, StateDict
+from wspace.io.files import model_path, read_utf8, source_files, write_atomic
+from wspace.io.options import expect_format, option_int
+from wspace.io.row_files import write_rows
+from wspace.io.session import ImportSession
+from wspace.io.values import escape_column, py_value
 from wspace.layout import Layout
 
 if TYPE_CHECKING:
     import torch
 
-    from wspace.io import ImportReport
+    from wspace.io.format import ImportReport
     from wspace.store.backend import StoreLike
     from wspace.zoo import Zoo
 
@@ -93,7 +87,7 @@ SIDECAR = "metadata.jsonl"
 LAYOUT_FILE = "layout.json"
 COLUMNS_KEY, LAYOUT_KEY, ROW_KEY = "wspace.columns", "wspace.layout", "wspace.row"
 _NAME = re.compile(r"^(?P<model>.+)@(?P<step>-?\d+)$")
-_EXTENSIONS = {"state-dict": (".pt", ".pth"), "safetensors": (".safetensors",)}
+_EXTENSIONS = {f.name: f.suffixes for f in (StateDict, Safetensors)}
 
 
 def split_name(stem: str) -> tuple[str, int | None]:
@@ -340,12 +334,14 @@ def import_zoo(
     src: str | os.PathLike[str],
     url: StoreLike,
     *,
-    storage_options: Mapping[str, Any] | None = None,
-    progress: bool = True,
-    format: str = "state-dict",
-    arch: str | None = None,
-    key: str | None = None,
-    **options: Any,
+    storage_options: Mapping[str, Any] | None,
+    progress: bool,
+    format: str,
+    arch: str | None,
+    key: str | None,
+    commit_rows: int | None,
+    allow_nonfinite: bool,
+    codec: str | None,
 ) -> ImportReport:
     """Import a folder of state_dict (``format="state-dict"``) or safetensors files.
 
@@ -360,8 +356,11 @@ def import_zoo(
         format name); an existing group with the same tensors is used whatever its name.
     key
         For state-dict files holding a checkpoint dict: the key of the state_dict in it.
-    **options
-        As for :func:`wspace.io.import_zoo`: ``commit_rows``, ``allow_nonfinite``, ``codec``.
+    commit_rows, allow_nonfinite, codec
+        The options of :class:`~wspace.io.session.ImportSession`.
+
+    The defaults are those of :class:`wspace.io.builtin.StateDict` and ``Safetensors``,
+    which call this.
 
     Raises
     ------
@@ -370,7 +369,14 @@ def import_zoo(
         are checked (headers only) before anything is written.
     """
     expect_format(format, *_EXTENSIONS)
-    session = ImportSession(url, storage_options=storage_options, fmt=format, options=options)
+    session = ImportSession(
+        url,
+        storage_options=storage_options,
+        fmt=format,
+        commit_rows=commit_rows,
+        allow_nonfinite=allow_nonfinite,
+        codec=codec,
+    )
     src = Path(src)
     files = _files(src, format)
     layout = _layout(src, files, format, arch, key)
@@ -433,22 +439,22 @@ def export_zoo(
     zoo: Zoo,
     dst: str | os.PathLike[str],
     *,
-    progress: bool = True,
-    format: str = "state-dict",
-    **options: Any,
+    progress: bool,
+    format: str,
+    batch_rows: int,
 ) -> list[Path]:
     """Write each row of ``zoo`` as one file under ``dst`` (see the module docstring).
 
     Tensors are float32 and keyed by the layout's source names (a torch layout gives a
     ``state_dict`` that ``load_state_dict`` accepts; a Keras-convention layout keeps its
-    shapes and names). ``batch_rows`` (alias ``batch_size``, default 256): rows read from
-    the store at once.
+    shapes and names). ``batch_rows``: rows read from the store at once. The defaults are
+    those of :class:`wspace.io.builtin.StateDict` and ``Safetensors``, which call this.
     """
     import torch
     from safetensors.torch import save_file
 
     expect_format(format, *_EXTENSIONS)
-    batch = export_batch_rows(format, options)
+    batch = option_int(batch_rows, "batch_rows")
     dst = Path(dst)
     layout = zoo.layout
     ext = _EXTENSIONS[format][0]

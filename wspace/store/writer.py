@@ -5,33 +5,27 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import sys
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-import numpy as np
-
 from wspace.errors import (
     ArchitectureNotFoundError,
-    DTypeError,
     DuplicateModelError,
-    NonFiniteWeightsError,
     SchemaMismatchError,
     listing,
 )
 from wspace.layout import Layout
 from wspace.store.backend import StoreLike, resolve
-from wspace.store.columns import RESERVED, kind_of
 from wspace.store.faults import fault_point
 from wspace.store.log import CommitLog, RowKey, new_id, replay
 from wspace.store.records import AddArchRecord, AppendRecord, Record
+from wspace.store.rows import CheckedRow, RowValidator, fits
 from wspace.store.segment import SegmentWriter
 
 __all__ = ["Writer", "writer"]
 
 log = logging.getLogger(__name__)
-MAX_MODEL_NAME = 1024
 
 
 class Writer:
@@ -82,7 +76,7 @@ class Writer:
         self.layouts: dict[str, Layout] = {name: a.layout for name, a in state.archs.items()}
         self.committed_keys: set[RowKey] = {k for a in state.archs.values() for k in a.keys}
         self.commit_every = int(commit_every or self.config.commit_every)
-        self.allow_nonfinite = allow_nonfinite
+        self.validator = RowValidator(self.backend.url, allow_nonfinite=allow_nonfinite)
         self.id = new_id()
         self.segments: dict[str, SegmentWriter] = {}
         self.pending: dict[RowKey, bool] = {}  # key -> replace
@@ -101,10 +95,18 @@ class Writer:
         if exc_type is None:
             self.close()
         else:
-            self.discard()
-            self.closed = True
+            self.abort()
 
     # -- appending ---------------------------------------------------------------------------
+    @property
+    def allow_nonfinite(self) -> bool:
+        """Whether NaN and infinite weights are accepted."""
+        return self.validator.allow_nonfinite
+
+    @allow_nonfinite.setter
+    def allow_nonfinite(self, allow: bool) -> None:
+        self.validator = RowValidator(self.backend.url, allow_nonfinite=allow)
+
     def append(
         self,
         weights: Any,
@@ -135,60 +137,43 @@ class Writer:
         """
         if self.closed:
             raise SchemaMismatchError(f"writer for {self.backend.url!r} is closed")
-        self._check_model(model)
-        name, layout = self._arch_for(weights, arch, model)
-        vector = self._vector(weights, layout, model)
-        step = metadata.get("step")
-        if step is not None and (isinstance(step, bool) or not isinstance(step, int | np.integer)):
-            raise SchemaMismatchError(f"model {model!r}: step must be an integer, got {step!r}")
-        key: RowKey = (model, None if step is None else int(step))
-        if key in self.pending:
-            raise DuplicateModelError(self._dup_message([key], "in this writer's uncommitted rows"))
-        if key in self.committed_keys and not replace:
-            raise DuplicateModelError(self._dup_message([key], "already committed"))
-        for column in metadata:
-            if not column or column in RESERVED or column == "model":
-                raise SchemaMismatchError(
-                    f"model {model!r}: {column!r} cannot be a metadata column "
-                    f"(reserved: {', '.join(sorted(RESERVED))})"
-                )
-        meta = {"model": model, **metadata}
-        kinds = {k: kind_of(v, column=k, model=model) for k, v in meta.items()}
-        segment = self.segments.get(name)
+        row = self.validate_row(weights, model=model, arch=arch, **metadata)
+        if row.key in self.pending:
+            raise DuplicateModelError(
+                self._dup_message([row.key], "in this writer's uncommitted rows")
+            )
+        if row.key in self.committed_keys and not replace:
+            raise DuplicateModelError(self._dup_message([row.key], "already committed"))
+        segment = self.segments.get(row.arch)
         if segment is None:
-            segment = SegmentWriter(self.backend, layout, self.config, arch=name, writer_id=self.id)
-            self.segments[name] = segment
-        segment.append(vector, meta, kinds, key)
-        self.pending[key] = replace
+            layout = self.layouts[row.arch]
+            segment = SegmentWriter(
+                self.backend, layout, self.config, arch=row.arch, writer_id=self.id
+            )
+            self.segments[row.arch] = segment
+        segment.append(row.vector, row.columns, row.kinds, row.key)
+        self.pending[row.key] = replace
         segment.flush_full()  # a storage error here leaves the row pending, flushed later
         if len(self.pending) >= self.commit_every:
             self.commit()
 
-    def _check_model(self, model: Any) -> None:
-        if not isinstance(model, str) or not model:
-            raise SchemaMismatchError(
-                f"store {self.backend.url!r}: model must be a non-empty string, got {model!r}"
-            )
-        problem = None
-        if len(model) > MAX_MODEL_NAME:
-            problem = f"is {len(model)} characters long; the limit is {MAX_MODEL_NAME}"
-        elif "\\" in model or any(p in (".", "..") for p in model.split("/")):
-            problem = (
-                "must not contain '\\' nor a '.' or '..' path component (exports use it as a "
-                "relative file path; '/' separates folders)"
-            )
-        elif "//" in model.strip("/") or model.strip("/") == "":
-            problem = "must not have an empty path component ('//' or only '/')"
-        elif any(ord(c) < 32 or ord(c) == 127 for c in model):
-            problem = "must not contain NUL or other control characters"
-        elif not _encodable(model):
-            problem = "is not valid Unicode (lone surrogates cannot be stored as UTF-8)"
-        if problem:
-            shown = model if len(model) <= 60 else f"{model[:60]}..."
-            raise SchemaMismatchError(f"store {self.backend.url!r}: model name {shown!r} {problem}")
+    def validate_row(
+        self, weights: Any, *, model: str, arch: str | None = None, **metadata: Any
+    ) -> CheckedRow:
+        """Check a row as :meth:`append` does, without appending it or looking for duplicates.
+
+        Takes the arguments of :meth:`append` (but ``replace``) and returns the
+        :class:`~wspace.store.rows.CheckedRow`: its group, key and float32 vector. Raises what
+        :meth:`append` raises for a bad row (:class:`~wspace.store.rows.RowValidator`).
+        """
+        self.validator.check_model(model)
+        name, layout = self._arch_for(weights, arch, model)
+        return self.validator.check(weights, layout, model=model, metadata=metadata, arch=name)
 
     def _arch_for(self, weights: Any, arch: str | None, model: str) -> tuple[str, Layout]:
         if arch is not None:
+            if arch not in self.layouts:
+                self._refresh_layouts()  # a group added since this writer was opened
             if arch not in self.layouts:
                 raise ArchitectureNotFoundError(
                     f"store {self.backend.url!r} has no architecture {arch!r}; it has "
@@ -197,7 +182,7 @@ class Writer:
             return arch, self.layouts[arch]
         if len(self.layouts) == 1:
             return next(iter(self.layouts.items()))
-        matches = [(n, lay) for n, lay in self.layouts.items() if _fits(weights, lay)]
+        matches = [(n, lay) for n, lay in self.layouts.items() if fits(weights, lay)]
         if len(matches) == 1:
             return matches[0]
         raise ArchitectureNotFoundError(
@@ -205,33 +190,10 @@ class Writer:
             f"weights belong to ({len(matches)} fit); pass arch=..."
         )
 
-    def _vector(self, weights: Any, layout: Layout, model: str) -> np.ndarray:
-        where = f"store {self.backend.url!r}, model {model!r}"
-        if isinstance(weights, Mapping) or _is_module(weights):
-            try:
-                vector = layout.flatten(weights)
-            except (SchemaMismatchError, DTypeError) as exc:
-                raise type(exc)(f"{where}: {exc}") from None
-        else:
-            array = _as_array(weights)
-            if not (np.issubdtype(array.dtype, np.floating)):
-                raise DTypeError(f"{where}: weights must be floating point, got {array.dtype}")
-            if array.ndim != 1 or array.shape[0] != layout.size:
-                raise SchemaMismatchError(
-                    f"{where}: a flat vector of architecture {layout.name!r} has "
-                    f"{layout.size} values; got shape {array.shape}"
-                )
-            with np.errstate(over="ignore"):  # values beyond float32 become inf: refused below
-                vector = array.astype(np.float32, copy=False)
-        if not self.allow_nonfinite:
-            bad = ~np.isfinite(vector)
-            if bad.any():
-                tensors = [t.name for t in layout if bad[t.offset : t.stop].any()]
-                raise NonFiniteWeightsError(
-                    f"{where}: {int(bad.sum())} non-finite weight(s) in {listing(tensors)}; "
-                    "pass allow_nonfinite=True to store them"
-                )
-        return vector
+    def _refresh_layouts(self) -> None:
+        self.log.refresh()
+        for name, group in replay(self.log.records, url=self.backend.url).archs.items():
+            self.layouts.setdefault(name, group.layout)
 
     # -- committing --------------------------------------------------------------------------
     def commit(self) -> int | None:
@@ -297,6 +259,12 @@ class Writer:
             del self.segments[name]  # the next append starts a fresh segment
         self.pending.clear()
 
+    def abort(self) -> None:
+        """Drop every uncommitted row and close the writer (what an exception in a ``with``
+        block does)."""
+        self.discard()
+        self.closed = True
+
     def close(self) -> None:
         """Commit what is pending and close the writer."""
         if not self.closed:
@@ -314,40 +282,6 @@ class Writer:
             f"store {self.backend.url!r}: duplicate model(s) {shown} ({why}); "
             "pass replace=True to replace"
         )
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _is_module(obj: Any) -> bool:
-    # only if torch is imported: a value cannot be a torch module otherwise, and importing
-    # torch here cost every writer of numpy rows seconds and 400 MB on its first append
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(obj, torch.nn.Module)
-
-
-def _as_array(weights: Any) -> np.ndarray:
-    if hasattr(weights, "detach"):  # torch tensor
-        weights = weights.detach().cpu()
-        if str(weights.dtype) == "torch.bfloat16":
-            weights = weights.float()
-        return np.asarray(weights.numpy())
-    return np.asarray(weights)
-
-
-def _fits(weights: Any, layout: Layout) -> bool:
-    if isinstance(weights, Mapping) or _is_module(weights):
-        try:
-            layout.flatten(weights)
-        except (SchemaMismatchError, DTypeError):
-            return False
-        return True
-    return _as_array(weights).shape == (layout.size,)
 
 
 def writer(
