@@ -30,7 +30,7 @@ from wspace.io._common import (
     source_files,
     write_rows,
 )
-from wspace.store.reader import open_store
+from wspace.store.handle import open_store
 from wspace.testing import assert_rows_equal, tiny_zoo
 
 LAYOUT = wspace.Layout.from_dict(

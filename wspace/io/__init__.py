@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 from wspace.errors import WspaceError, listing
 
 if TYPE_CHECKING:
+    from wspace.query import Zoo
     from wspace.store.backend import StoreLike
-    from wspace.zoo import Zoo
 
 __all__ = ["FORMATS", "Format", "ImportReport", "export_zoo", "get_format", "import_zoo"]
 

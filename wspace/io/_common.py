@@ -50,12 +50,12 @@ from wspace.io import ImportReport
 from wspace.layout import Layout
 from wspace.store.columns import RESERVED, kind_of
 from wspace.store.create import add_arch, create
-from wspace.store.reader import open_store
+from wspace.store.handle import open_store
 from wspace.store.writer import Writer
 
 if TYPE_CHECKING:
+    from wspace.query import Zoo
     from wspace.store.backend import StoreLike
-    from wspace.zoo import Zoo
 
 __all__ = [
     "ESCAPE",

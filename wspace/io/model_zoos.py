@@ -79,8 +79,8 @@ from wspace.io.torch_ import (
 
 if TYPE_CHECKING:
     from wspace.io import ImportReport
+    from wspace.query import Zoo
     from wspace.store.backend import StoreLike
-    from wspace.zoo import Zoo
 
 __all__ = ["CHECKPOINT_FILE", "export_zoo", "import_zoo"]
 
