@@ -8,6 +8,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -22,6 +23,8 @@ __all__ = [
     "layer_param_variables",
     "model_variables",
     "param_coords",
+    "tensor_array",
+    "weights_dataset",
 ]
 
 
@@ -36,6 +39,23 @@ def layer_param_variables(layout: Layout, layer: str) -> dict[str, xr.Variable]:
         "index": np.concatenate([np.arange(n) for n in sizes]),
     }
     return {k: xr.Variable(("param",), v, fastpath=True) for k, v in values.items()}
+
+
+def weights_dataset(
+    layers: list[da.Array], layout: Layout, models: pd.DataFrame, attrs: dict[str, str]
+) -> xr.Dataset:
+    """The dataset ``weights (model, param)`` from per-layer Dask arrays (rechunked to the
+    widest layer's rows), with the ``param`` coordinates and the metadata columns of
+    ``models`` as ``model`` coordinates (scalar columns: JSON columns stay in ``.models``)."""
+    widest = max(layout.layers, key=layout.layer_size)
+    rows = layers[layout.layers.index(widest)].chunks[0]
+    data = da.concatenate([p.rechunk({0: rows}) for p in layers], axis=1)
+    model = {c: ("model", coord_values(models[c])) for c in models.columns}
+    return xr.Dataset(
+        {"weights": (("model", "param"), data)},
+        coords={**param_coords(layout), **model},
+        attrs=attrs,
+    )
 
 
 def model_variables(models: pd.DataFrame) -> tuple[dict[str, xr.Variable], dict[str, Any]]:
@@ -88,6 +108,41 @@ def data_array(
         name=name,
         attrs=attrs,
     )
+
+
+def tensor_array(
+    layer: xr.DataArray,
+    offset: int,
+    size: int,
+    index: np.ndarray,
+    shape: tuple[int, ...],
+    name: str,
+) -> xr.DataArray:
+    """One tensor, ``(model, *shape)``, from the DataArray of its layer.
+
+    Parameters
+    ----------
+    layer
+        The layer, ``(model, param)``.
+    offset, size
+        Where the tensor's values are among the layer's parameters.
+    index
+        Position (within the tensor) of each value of the view, in the view's order; the
+        identity for the stored tensor.
+    shape
+        The view's shape.
+    name
+        The tensor's name.
+    """
+    if np.array_equal(index, np.arange(size)):
+        part: Any = slice(offset, offset + size)
+    else:
+        part = offset + np.asarray(index)
+    flat = layer.isel(param=part)
+    data = flat.data.reshape((flat.shape[0], *shape))
+    coords = {k: v for k, v in flat.coords.items() if v.dims == ("model",)}
+    dims = ("model", *(f"axis_{k}" for k in range(len(shape))))
+    return xr.DataArray(data, dims=dims, coords=coords, name=name, attrs={"tensor": name})
 
 
 def coord_values(series: pd.Series) -> np.ndarray:

@@ -1,19 +1,52 @@
-"""The Dask glue: per-layer Dask arrays over a store's rows, and Dask arrays whose numpy
-conversion reads rows directly instead of running a graph."""
+"""The Dask glue: the parts of a Zoo read from an opened store, per-layer Dask arrays over
+its rows, and Dask arrays whose numpy conversion reads rows directly instead of computing."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import dask.array as da
 import numpy as np
+import pandas as pd
 
 from wspace.layout import Layout
-from wspace.store.chunks import LayerReader, RowSource, object_rows, read_block
+from wspace.store.chunks import LayerReader, RowSource, object_rows, read_block, row_source
+from wspace.store.handle import StoreHandle
 from wspace.store.log import Piece
+from wspace.store.metaread import LazyColumns, read_metadata
 
-__all__ = ["DirectArray", "direct_array", "lazy_layers"]
+__all__ = ["DirectArray", "ZooParts", "direct_array", "lazy_layers", "zoo_parts"]
+
+
+@dataclass(frozen=True)
+class ZooParts:
+    """What the Zoo of one architecture group is built from."""
+
+    arch: str
+    layout: Layout
+    layers: dict[str, da.Array]
+    """Per layer, the Dask array over every visible row (:func:`lazy_layers`)."""
+    models: pd.DataFrame
+    """The scalar metadata columns of the visible rows."""
+    source: RowSource
+    """Reads any visible rows directly."""
+    lazy_columns: LazyColumns
+    """The JSON metadata columns, unread."""
+
+
+def zoo_parts(handle: StoreHandle, arch: str | None = None) -> ZooParts:
+    """Read the scalar metadata of architecture group ``arch`` (by default the only one),
+    open its layer arrays (their ``zarr.json``) and wrap them in Dask; read no weights."""
+    name = arch or handle.default_arch()
+    state = handle.arch_state(name)
+    pieces = state.merged()
+    models, lazy = read_metadata(handle.backend, name, state, pieces)
+    names = models["model"].to_numpy(dtype=object)
+    source = row_source(handle.backend, name, state.layout, pieces, names)
+    layers = lazy_layers(source, pieces, state.layout, url=handle.backend.url, arch=name)
+    return ZooParts(name, state.layout, layers, models, source, lazy)
 
 
 def _read_dask_block(reader: LayerReader, key: tuple[slice, slice]) -> np.ndarray:

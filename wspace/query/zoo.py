@@ -24,17 +24,17 @@ from wspace.layout import Layout
 from wspace.query.coords import (
     as_slice,
     clean_record,
-    coord_values,
     data_array,
     layer_param_variables,
     model_variables,
-    param_coords,
+    tensor_array,
+    weights_dataset,
 )
-from wspace.query.lazy import direct_array, lazy_layers
+from wspace.query.lazy import direct_array, zoo_parts
 from wspace.query.select import row_position, selection_mask
-from wspace.store.chunks import RowSource, row_source
+from wspace.store.chunks import RowSource
 from wspace.store.handle import StoreHandle
-from wspace.store.metaread import LazyColumns, read_metadata
+from wspace.store.metaread import LazyColumns
 
 if TYPE_CHECKING:
     import torch
@@ -98,18 +98,9 @@ class Zoo:
         """The dataset: ``weights (model, param)`` with model and param coordinates."""
         if self._ds is None:
             parts = [self._layer_data(layer) for layer in self._layout.layers]
-            widest = max(self._layout.layers, key=self._layout.layer_size)
-            rows = parts[self._layout.layers.index(widest)].chunks[0]
-            data = da.concatenate([p.rechunk({0: rows}) for p in parts], axis=1)
-            self._ds = xr.Dataset(
-                {"weights": (("model", "param"), data)},
-                coords={**param_coords(self._layout), **self._model_coords()},
-                attrs={
-                    "store": self._url,
-                    "arch": self._arch,
-                    "architecture": self._layout.architecture or "",
-                },
-            )
+            arch = self._layout.architecture or ""
+            attrs = {"store": self._url, "arch": self._arch, "architecture": arch}
+            self._ds = weights_dataset(parts, self._layout, self._models, attrs)
         return self._ds
 
     @property
@@ -173,10 +164,6 @@ class Zoo:
     def _layer_data(self, layer: str) -> da.Array:
         data = self._layers[layer]
         return data if self._positions is None else data[as_slice(self._positions)]
-
-    def _model_coords(self) -> dict[str, Any]:
-        # scalar columns only: JSON columns (lists, dicts) are in .models, decoded on demand
-        return {c: ("model", coord_values(self._models[c])) for c in self._models.columns}
 
     def _coord_variables(self) -> tuple[dict[str, xr.Variable], dict[str, Any]]:
         """The model coordinates as xarray variables, and the ``model`` index (cached)."""
@@ -279,22 +266,8 @@ class Zoo:
             spec, index, shape = self._layout.view(name)
         except TensorNotFoundError as exc:
             raise TensorNotFoundError(f"{self._where()}: {exc}") from None
-        if np.array_equal(index, np.arange(spec.size)):
-            part: Any = slice(spec.offset, spec.offset + spec.size)
-        else:
-            part = spec.offset + np.asarray(index)
-        layer = self.layer(spec.layer)
-        start = self._layout.layer_slice(spec.layer).start
-        part = (
-            slice(part.start - start, part.stop - start)
-            if isinstance(part, slice)
-            else part - start
-        )
-        flat = layer.isel(param=part)
-        data = flat.data.reshape((len(self), *shape))
-        coords = {k: v for k, v in flat.coords.items() if v.dims == ("model",)}
-        dims = ("model", *(f"axis_{k}" for k in range(len(shape))))
-        return xr.DataArray(data, dims=dims, coords=coords, name=name, attrs={"tensor": name})
+        offset = spec.offset - self._layout.layer_slice(spec.layer).start
+        return tensor_array(self.layer(spec.layer), offset, spec.size, index, shape, name)
 
     # -- materialising -----------------------------------------------------------------------
     @property
@@ -394,8 +367,8 @@ class Zoo:
 def open_zoo(handle: StoreHandle, arch: str | None = None) -> Zoo:
     """The lazy :class:`Zoo` of one architecture group of an opened store.
 
-    Reads the group's scalar metadata columns and opens its layer arrays (their
-    ``zarr.json``); JSON columns and weights stay on storage until asked for.
+    Reads the group's scalar metadata columns and opens its layer arrays (see
+    :func:`~wspace.query.lazy.zoo_parts`); JSON columns and weights stay on storage.
 
     Parameters
     ----------
@@ -407,26 +380,19 @@ def open_zoo(handle: StoreHandle, arch: str | None = None) -> Zoo:
 
     Examples
     --------
-    >>> from wspace.query import open_zoo
     >>> from wspace.store import open_store
     >>> from wspace.testing import tiny_zoo
     >>> len(open_zoo(open_store(tiny_zoo("memory://doc-open-zoo", n_models=3))))
     3
     """
-    name = arch or handle.default_arch()
-    state = handle.arch_state(name)
-    pieces = state.merged()
-    models, lazy = read_metadata(handle.backend, name, state, pieces)
-    names = models["model"].to_numpy(dtype=object)
-    source = row_source(handle.backend, name, state.layout, pieces, names)
-    layers = lazy_layers(source, pieces, state.layout, url=handle.backend.url, arch=name)
+    parts = zoo_parts(handle, arch)
     return Zoo(
-        layers,
-        models,
-        state.layout,
+        parts.layers,
+        parts.models,
+        parts.layout,
         url=handle.backend.url,
-        arch=name,
+        arch=parts.arch,
         handle=handle,
-        source=source,
-        lazy_columns=lazy,
+        source=parts.source,
+        lazy_columns=parts.lazy_columns,
     )
