@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 
 from wspace.layout import Layout
-from wspace.zoo import Zoo
+from wspace.query import Zoo
 
 __all__ = ["EXPORTERS", "h5_file_name", "keras_tensors", "write_raw"]
 

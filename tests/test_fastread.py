@@ -15,8 +15,7 @@ from zarr.storage import LocalStore, WrapperStore
 import wspace
 from wspace.architectures import lenet5_layout
 from wspace.store.backend import resolve
-from wspace.store.fastread import Request, plan_for, read, read_block
-from wspace.store.reader import LayerReader
+from wspace.store.chunks import LayerReader, Request, plan_for, read, read_block
 from wspace.testing import assert_rows_equal, tiny_weights, tiny_zoo
 
 LAYOUT = lenet5_layout()

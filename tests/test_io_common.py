@@ -25,7 +25,7 @@ from wspace.io.files import model_path, source_files
 from wspace.io.options import bind_options, option_bool, option_int
 from wspace.io.row_files import write_rows
 from wspace.io.session import ImportSession
-from wspace.store.reader import open_store
+from wspace.store.handle import open_store
 from wspace.testing import assert_rows_equal, tiny_zoo
 
 LAYOUT = wspace.Layout.from_dict(

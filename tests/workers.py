@@ -40,7 +40,7 @@ def context() -> Any:
     global _CTX
     if _CTX is None:
         _CTX = mp.get_context("forkserver")
-        _CTX.set_forkserver_preload(["wspace", "wspace.testing", "tests.workers"])
+        _CTX.set_forkserver_preload(["wspace", "wspace.query", "wspace.testing", "tests.workers"])
     return _CTX
 
 

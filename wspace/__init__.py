@@ -9,8 +9,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from wspace import errors
 from wspace.errors import (
@@ -47,8 +47,10 @@ from wspace.store import (
     verify,
     writer,
 )
-from wspace.store.reader import open_store
-from wspace.zoo import Zoo
+
+if TYPE_CHECKING:
+    from wspace import architectures as architectures
+    from wspace.query import Zoo, open
 
 __version__ = "0.1.0"
 
@@ -91,50 +93,20 @@ __all__ = [
 ]
 
 
-def open(
-    url: StoreLike,
-    *,
-    storage_options: Mapping[str, Any] | None = None,
-    arch: str | None = None,
-    mode: Literal["r"] = "r",
-) -> Zoo:
-    """Open a store as a lazy :class:`Zoo`.
+def __getattr__(name: str) -> Any:
+    """``open`` and ``Zoo`` (the query layer: xarray, Dask) and ``architectures`` (torch),
+    imported on first use, so that ``import wspace.store`` alone loads neither."""
+    if name in ("Zoo", "open"):
+        from wspace import query
 
-    Reads the commit log and the (small) metadata columns; weights stay on storage until
-    computed. A zoo is opened read-only (``mode="r"``): nothing is ever written to the
-    storage — not a byte, whatever is done with the zoo — and a write attempted through its
-    store handle raises :class:`ReadOnlyStoreError`. So reading works on read-only buckets,
-    mounts and directories. Rows are appended with :func:`writer`, never through a zoo.
+        value = getattr(query, name)
+    elif name == "architectures":
+        value = importlib.import_module("wspace.architectures")
+    else:
+        raise AttributeError(f"module 'wspace' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
-    Parameters
-    ----------
-    url
-        Local path, fsspec URL (``s3://bucket/zoo.zarr``, ``memory://zoo``) or zarr store.
-    storage_options
-        fsspec options, e.g. ``{"endpoint_url": ..., "key": ..., "secret": ...}`` for S3.
-    arch
-        Architecture group to open; by default the only one.
-    mode
-        ``"r"``, read-only: the only mode (appending is :func:`writer`'s job).
 
-    Raises
-    ------
-    StoreNotFoundError
-        No wspace store at ``url``.
-    CorruptDataError
-        A commit record is unreadable, malformed or missing: the store is refused as a
-        whole rather than shown without it.
-
-    Examples
-    --------
-    >>> import wspace
-    >>> from wspace.testing import tiny_zoo
-    >>> zoo = wspace.open(tiny_zoo("memory://doc-open", n_models=3))
-    >>> len(zoo), zoo.layout.size
-    (3, 91481)
-    """
-    if mode != "r":
-        raise SchemaMismatchError(
-            f"open() reads: mode must be 'r', not {mode!r}; append rows with wspace.writer(url)"
-        )
-    return open_store(url, storage_options=storage_options, read_only=True).zoo(arch)
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -30,7 +30,7 @@ from wspace.analysis.intervals import wilson_interval
 from wspace.analysis.split import chance_rates, encode_target, select_rows, split_models
 from wspace.analysis.threads import limit_threads
 from wspace.errors import SchemaMismatchError, listing
-from wspace.zoo import Zoo
+from wspace.query import Zoo
 
 __all__ = ["CLASSIFIERS", "ClassificationResult", "classify_weights", "make_classifier"]
 

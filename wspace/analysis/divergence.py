@@ -36,7 +36,7 @@ from dask.base import compute as dask_compute
 
 from wspace.analysis.split import encode_target, select_rows
 from wspace.errors import SchemaMismatchError
-from wspace.zoo import Zoo
+from wspace.query import Zoo
 
 __all__ = ["DivergenceResult", "js_divergence", "layer_divergence"]
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from wspace.errors import LayerNotFoundError, SchemaMismatchError, listing
 from wspace.layout import Layout
-from wspace.zoo import Zoo
+from wspace.query import Zoo
 
 __all__ = [
     "STATS",

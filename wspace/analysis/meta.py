@@ -36,7 +36,7 @@ from wspace.analysis.split import chance_rates, encode_target, select_rows, spli
 from wspace.analysis.threads import limit_threads
 from wspace.errors import SchemaMismatchError, listing
 from wspace.layout import Layout
-from wspace.zoo import Zoo
+from wspace.query import Zoo
 
 __all__ = ["MetaResult", "Part", "meta_classifier", "part_region"]
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from wspace.errors import CoordinateNotFoundError, listing
-from wspace.zoo import Zoo
+from wspace.query import Zoo
 
 __all__ = ["CARD_METRICS", "final_rows", "flat_columns", "metrics_table"]
 

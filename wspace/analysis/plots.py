@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from wspace.analysis.divergence import DivergenceResult
-    from wspace.zoo import Zoo
+    from wspace.query import Zoo
 
 __all__ = [
     "CURVES",

@@ -37,7 +37,7 @@ from wspace.analysis.plots import (
     plot_training_curves,
     plot_weight_histograms,
 )
-from wspace.zoo import Zoo
+from wspace.query import Zoo
 
 __all__ = ["MIN_META_NETWORKS", "ReportResult", "markdown_to_html", "write_report"]
 

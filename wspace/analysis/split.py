@@ -18,7 +18,7 @@ import pandas as pd
 
 from wspace.analysis.metrics import final_rows
 from wspace.errors import CoordinateNotFoundError, SchemaMismatchError, listing
-from wspace.zoo import Zoo
+from wspace.query import Zoo
 
 __all__ = ["Split", "Target", "chance_rates", "encode_target", "select_rows", "split_models"]
 

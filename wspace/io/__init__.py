@@ -32,8 +32,8 @@ from wspace.io.options import bind_options
 from wspace.io.registry import AUTO, GROUP, detect_format, formats, get_format
 
 if TYPE_CHECKING:
+    from wspace.query import Zoo
     from wspace.store.backend import StoreLike
-    from wspace.zoo import Zoo
 
 __all__ = [
     "AUTO",

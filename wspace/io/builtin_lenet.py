@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from wspace.store.backend import StoreLike
-    from wspace.zoo import Zoo
+    from wspace.query import Zoo
 
 __all__ = [
     "KERAS_PATTERN",

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
     from wspace.store.backend import StoreLike
-    from wspace.zoo import Zoo
+    from wspace.query import Zoo
 
 __all__ = ["Format", "ImportReport", "Source", "has_any"]
 

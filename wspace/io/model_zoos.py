@@ -69,8 +69,8 @@ from wspace.io.values import ESCAPE, escape_column, first_by_model, py_value, un
 
 if TYPE_CHECKING:
     from wspace.io.format import ImportReport
+    from wspace.query import Zoo
     from wspace.store.backend import StoreLike
-    from wspace.zoo import Zoo
 
 __all__ = ["CHECKPOINT_FILE", "export_zoo", "import_zoo"]
 

@@ -63,8 +63,8 @@ from wspace.layout import Layout
 
 if TYPE_CHECKING:
     from wspace.io.format import ImportReport
+    from wspace.query import Zoo
     from wspace.store.backend import StoreLike
-    from wspace.zoo import Zoo
 
 __all__ = [
     "CSV_COLUMNS",

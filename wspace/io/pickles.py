@@ -63,8 +63,8 @@ from wspace.store.rows import NONFINITE_HINT
 
 if TYPE_CHECKING:
     from wspace.io.format import ImportReport
+    from wspace.query import Zoo
     from wspace.store.backend import StoreLike
-    from wspace.zoo import Zoo
 
 __all__ = [
     "LAYERWISE_PREFIX",

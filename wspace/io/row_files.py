@@ -13,7 +13,7 @@ from wspace.errors import FormatError, SchemaMismatchError, WspaceError, listing
 from wspace.io.files import atomic_file, progress_bar
 
 if TYPE_CHECKING:
-    from wspace.zoo import Zoo
+    from wspace.query import Zoo
 
 __all__ = ["full_zoo", "one_row_per_model", "write_rows"]
 

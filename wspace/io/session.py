@@ -35,7 +35,7 @@ from wspace.io.options import option_bool, option_int
 from wspace.io.values import py_value
 from wspace.layout import Layout
 from wspace.store.create import add_arch, create
-from wspace.store.reader import open_store
+from wspace.store.handle import open_store
 from wspace.store.rows import CheckedRow, RowValidator
 from wspace.store.writer import Writer
 

@@ -68,8 +68,8 @@ if TYPE_CHECKING:
     import torch
 
     from wspace.io.format import ImportReport
+    from wspace.query import Zoo
     from wspace.store.backend import StoreLike
-    from wspace.zoo import Zoo
 
 __all__ = [
     "check_tensors",

@@ -1,12 +1,13 @@
-"""The storage engine: URL resolution, segments, commit log, writer, reader, maintenance."""
+"""The storage engine: URL resolution, segments, commit log, writer, chunk reads, the store
+handle, maintenance. Imports nothing from the query layer (:mod:`wspace.query`) or above."""
 
 from __future__ import annotations
 
 from wspace.store.backend import Backend, StoreLike, resolve
 from wspace.store.config import CODECS, StoreConfig
 from wspace.store.create import add_arch, create
+from wspace.store.handle import StoreHandle, open_store
 from wspace.store.maintenance import VerifyReport, compact, info, vacuum, verify
-from wspace.store.reader import StoreHandle, open_store
 from wspace.store.writer import Writer, writer
 
 __all__ = [

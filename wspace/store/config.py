@@ -1,4 +1,8 @@
-"""Store settings: codec presets and chunk sizing, fixed when a store is created."""
+"""Store settings: codec presets and chunk sizing, fixed when a store is created.
+
+The presets themselves live in the codec registry, :mod:`wspace.store.codecs`; ``CODECS``
+and ``codec_chain`` are importable from here too.
+"""
 
 from __future__ import annotations
 
@@ -7,71 +11,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
-
 from wspace.errors import SchemaMismatchError
+from wspace.store.codecs import CODECS, codec_chain
 
 __all__ = ["CODECS", "StoreConfig", "codec_chain"]
 
 FORMAT_VERSION = 1
 """Version of the on-storage layout written by this wspace."""
-
-CODECS: dict[str, str] = {
-    "blosc-zstd": "Blosc zstd level 3 with bit-shuffle, 64 KiB blocks + crc32c (default; lossless)",
-    "blosc-lz4": "Blosc lz4 with bit-shuffle + crc32c (lossless; fastest, compresses least)",
-    "zstd": "Zstandard level 3 + crc32c (lossless)",
-    "none": "no compression, crc32c only",
-    "pcodec": "PCodec level 8 + crc32c (lossless, archival; needs the `pcodec` package)",
-    "bitround-N": "BitRound keeping N mantissa bits (N in 1..23) + Blosc zstd + crc32c (lossy)",
-}
-"""Codec presets accepted by ``wspace.create(codec=...)``."""
-
-
-def codec_chain(name: str) -> tuple[list[Any], list[Any]]:
-    """Return ``(filters, compressors)`` for zarr's ``create_array`` from a preset name.
-
-    Every chain ends with a crc32c checksum so that corrupt chunks are detected on read.
-
-    Parameters
-    ----------
-    name
-        One of :data:`CODECS` (``bitround-14`` for ``bitround-N``).
-    """
-    # level 3, 64 KiB blocks: on trained LeNet-5 weights in 128 KiB archive chunks this
-    # compresses better than level 5 with automatic blocks (0.875x vs 0.889x raw) and encodes
-    # faster (benchmarks/codec_study.py)
-    blosc = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle", blocksize=2**16)
-    if name == "blosc-zstd":
-        return [], [blosc, Crc32cCodec()]
-    if name == "blosc-lz4":
-        return [], [BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"), Crc32cCodec()]
-    if name == "zstd":
-        return [], [ZstdCodec(level=3), Crc32cCodec()]
-    if name == "none":
-        return [], [Crc32cCodec()]
-    if name == "pcodec":
-        try:
-            import pcodec  # noqa: F401
-        except ImportError as exc:
-            raise SchemaMismatchError(
-                "codec 'pcodec' needs the pcodec package: pip install pcodec"
-            ) from exc
-        from zarr.codecs.numcodecs import PCodec
-
-        return [], [PCodec(level=8), Crc32cCodec()]
-    if name.startswith("bitround-"):
-        try:
-            keepbits = int(name.split("-", 1)[1])
-        except ValueError:
-            keepbits = -1
-        if not 1 <= keepbits <= 23:
-            raise SchemaMismatchError(f"codec {name!r}: keep between 1 and 23 mantissa bits")
-        from zarr.codecs.numcodecs import BitRound
-
-        return [BitRound(keepbits=keepbits)], [blosc, Crc32cCodec()]
-    raise SchemaMismatchError(
-        f"unknown codec {name!r}; choose one of: " + ", ".join(sorted(CODECS))
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,25 +4,35 @@ from __future__ import annotations
 
 import calendar
 import logging
+import os
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import dask
-import dask.array as da
 import numpy as np
 import pandas as pd
+import zarr
 from zarr.core.sync import sync
 
 from wspace.errors import CorruptDataError
+from wspace.layout import Layout
 from wspace.store.backend import StoreLike
 from wspace.store.checkpoint import checkpoint_log
+from wspace.store.chunks import (
+    LayerReader,
+    RowSource,
+    object_rows,
+    open_arrays,
+    piece_row_names,
+    read_block,
+    row_source,
+)
 from wspace.store.columns import encode
-from wspace.store.fastread import object_rows
 from wspace.store.faults import fault_point
+from wspace.store.handle import StoreHandle, open_store
 from wspace.store.log import CommitLog
-from wspace.store.reader import LayerReader, StoreHandle, _open_arrays, open_store
 from wspace.store.records import AppendRecord, CompactRecord, RowKey
 from wspace.store.segment import (
     create_column,
@@ -88,8 +98,8 @@ def compact(
             and _is_archive(handle, name, pieces[0].segment)
         ):
             continue
-        zoo = handle.zoo(name)
-        n = len(zoo)
+        models = handle.models(name)
+        n = len(models)
         layout = state.layout
         config = handle.state.config
         chunk_rows = {
@@ -110,14 +120,11 @@ def compact(
             chunk_rows=chunk_rows,
             shard_rows=shard_rows,
         )
-        sources = [  # one task per stored object (a shard, or a chunk)
-            zoo.layer(layer).data.rechunk((shard_rows[layer] or chunk_rows[layer], -1))
-            for layer in layout.layers
-        ]
-        with dask.config.set(scheduler="threads"):
-            da.store(sources, arrays, lock=False)  # type: ignore[arg-type]
+        names = models["model"].to_numpy(dtype=object)
+        source = row_source(backend, name, layout, pieces, names)
+        blocks = {layer: shard_rows[layer] or chunk_rows[layer] for layer in layout.layers}
+        _copy_rows(source, layout, arrays, blocks, n)
         fault_point("compact.copied")
-        models = zoo.models
         columns: dict[str, tuple[str, str]] = {}
         path = segment_path(name, segment_id)
         for j, column in enumerate(models.columns):
@@ -153,6 +160,31 @@ def compact(
         done[name] = n
     checkpoint_log(backend)  # open() then reads one checkpoint, not every record
     return done
+
+
+def _copy_rows(
+    source: RowSource,
+    layout: Layout,
+    arrays: list[zarr.Array[Any]],
+    block_rows: Mapping[str, int],
+    n: int,
+) -> None:
+    """Copy the ``n`` visible rows of ``source`` into the archive's layer ``arrays``, one
+    task per stored object (a shard, or a chunk) on a thread pool, read by the direct reader."""
+    tasks = [
+        (j, layer, lo, min(lo + block_rows[layer], n))
+        for j, layer in enumerate(layout.layers)
+        for lo in range(0, n, block_rows[layer])
+    ]
+
+    def copy(task: tuple[int, str, int, int]) -> None:
+        j, layer, lo, hi = task
+        block = np.empty((hi - lo, layout.layer_size(layer)), dtype=np.float32)
+        source.read(np.arange(lo, hi), [layer], block, [slice(None)])
+        arrays[j][lo:hi] = block
+
+    with ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="wspace-compact") as pool:
+        list(pool.map(copy, tasks))
 
 
 def _is_archive(handle: StoreHandle, arch: str, segment: str) -> bool:
@@ -229,24 +261,20 @@ def verify(url: StoreLike, *, storage_options: Mapping[str, Any] | None = None) 
         state = handle.arch_state(name)
         pieces = state.merged()
         try:
-            models = handle.zoo(name).models["model"].to_numpy(dtype=object)
+            models = handle.models(name)["model"].to_numpy(dtype=object)
         except CorruptDataError as exc:
             report.problems.append(Problem(name, "*", "metadata", (0, 0), (), str(exc)))
             models = np.array(["?"] * state.n_rows, dtype=object)
-        offset = 0
-        for piece in pieces:
-            names = np.full(piece.stop, "?", dtype=object)
+        for piece, names in zip(pieces, piece_row_names(pieces, models), strict=True):
             visible = np.arange(piece.start, piece.stop)
             if piece.live is not None:
                 visible = visible[piece.live]
-            names[visible] = models[offset : offset + len(visible)]
-            offset += len(visible)
             paths = [
                 f"{segment_path(name, piece.segment)}/{layer_key(i)}"
                 for i in range(len(state.layout.layers))
             ]
             try:
-                arrays = _open_arrays(backend, paths)
+                arrays = open_arrays(backend, paths)
             except CorruptDataError as exc:
                 report.problems.append(
                     Problem(
@@ -280,8 +308,8 @@ def verify(url: StoreLike, *, storage_options: Mapping[str, Any] | None = None) 
                     if f"{array.path}/c/{index}/0" not in existing:
                         error = f"chunk {array.path}/c/{index}/0 is missing"
                     else:
-                        try:
-                            reader[rows, slice(None)]
+                        try:  # the direct reader: the registry's decoders, or zarr's
+                            read_block(reader, rows)
                         except CorruptDataError as exc:
                             error = str(exc)
                     if error:
@@ -312,15 +340,15 @@ def info(url: StoreLike, *, storage_options: Mapping[str, Any] | None = None) ->
     raw = 0
     for name in handle.archs:
         state = handle.arch_state(name)
-        zoo = handle.zoo(name)
-        raw += len(zoo) * state.layout.size * 4
+        models = handle.models(name)
+        raw += len(models) * state.layout.size * 4
         archs[name] = {
-            "rows": len(zoo),
-            "models": int(zoo.models["model"].nunique()),
+            "rows": len(models),
+            "models": int(models["model"].nunique()),
             "params": state.layout.size,
             "architecture": state.layout.architecture,
             "layout": state.layout.describe(),
-            "columns": {c: str(zoo.models[c].dtype) for c in zoo.models.columns},
+            "columns": {c: str(models[c].dtype) for c in models.columns},
             "live_segments": len({p.segment for p in state.pieces}),
             "segments_on_storage": len(segment_ids(handle.backend, name)),
         }

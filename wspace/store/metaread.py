@@ -13,21 +13,21 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from zarr.core.sync import sync
 
 from wspace.errors import CorruptDataError, StorageError
+from wspace.store.backend import Backend
+from wspace.store.chunks.layer import open_arrays
+from wspace.store.codecs import ChunkDecoder, chunk_decoder
 from wspace.store.columns import MISSING_STR, decode, to_series
+from wspace.store.log import ArchState, Piece
 from wspace.store.segment import segment_path
 
-if TYPE_CHECKING:
-    from wspace.store.backend import Backend
-    from wspace.store.log import ArchState, Piece
-
-__all__ = ["LazyColumns", "read_metadata"]
+__all__ = ["LazyColumns", "read_metadata", "read_models"]
 
 Job = tuple[int, str, str, str]
 """(piece index, column, kind, array path)."""
@@ -35,8 +35,6 @@ Job = tuple[int, str, str, str]
 
 def _read(backend: Backend, arch: str, jobs: list[Job], pieces: list[Piece]) -> list[np.ndarray]:
     """The stored values of each job's piece rows (all pieces' rows, live or not)."""
-    from wspace.store.reader import _open_arrays
-
     if not jobs:
         return []
     paths = [j[3] for j in jobs]
@@ -45,7 +43,7 @@ def _read(backend: Backend, arch: str, jobs: list[Job], pieces: list[Piece]) -> 
         out = _read_direct(backend, paths, spans)
         slow = [k for k, v in enumerate(out) if v is None]
         if slow:
-            arrays = _open_arrays(backend, [paths[k] for k in slow])
+            arrays = open_arrays(backend, [paths[k] for k in slow])
 
             async def read_all() -> list[Any]:
                 return list(
@@ -68,28 +66,25 @@ def _read(backend: Backend, arch: str, jobs: list[Job], pieces: list[Piece]) -> 
     return [v for v in out if v is not None]
 
 
-def _chain(meta: dict[str, Any]) -> tuple[str, int, str] | None:
-    """``(kind, chunk rows, key separator)`` of a column array wspace wrote, from its
+def _chain(meta: dict[str, Any]) -> tuple[str, int, str, ChunkDecoder] | None:
+    """``(kind, chunk rows, key separator, decoder)`` of a column array wspace wrote, from its
     ``zarr.json``; ``None`` for anything else (zarr reads it then)."""
-    codecs = meta.get("codecs", [])
-    names = [c.get("name") for c in codecs]
     if meta.get("zarr_format") != 3 or len(meta.get("shape", ())) != 1:
         return None
-    if (
-        names[1:] != ["zstd", "crc32c"]
-        or meta.get("chunk_key_encoding", {}).get("name") != "default"
-    ):
+    if meta.get("chunk_key_encoding", {}).get("name") != "default":
         return None
-    if names[0] == "vlen-utf8" and meta.get("data_type") == "string":
+    decoder = chunk_decoder(meta.get("codecs", []))
+    if decoder is None:
+        return None
+    if decoder.strings and meta.get("data_type") == "string":
         kind = "str"
-    elif names[0] == "bytes" and meta.get("data_type") == "float64" and np.little_endian:
-        endian = (codecs[0].get("configuration") or {}).get("endian", "little")
-        kind = "f8" if endian == "little" else ""
+    elif not decoder.strings and meta.get("data_type") == "float64":
+        kind = "f8"
     else:
-        kind = ""
+        return None
     rows = meta["chunk_grid"]["configuration"]["chunk_shape"][0]
     sep = (meta["chunk_key_encoding"].get("configuration") or {}).get("separator", "/")
-    return (kind, int(rows), str(sep)) if kind else None
+    return kind, int(rows), str(sep), decoder
 
 
 def _read_direct(
@@ -101,39 +96,34 @@ def _read_direct(
     which pandas turns back into Python objects; for 100,000 names that costs twice the
     decoding itself. ``None`` for a column whose codecs are not the ones wspace writes.
     """
-    import crc32c
-    from numcodecs import Zstd
-    from numcodecs.vlen import VLenUTF8
-
     metas = backend.read_many(f"{p}/zarr.json" for p in paths)
-    plans: list[tuple[int, str, list[str], int] | None] = []
+    plans: list[tuple[int, str, list[str], int, ChunkDecoder] | None] = []
     keys: list[str] = []
     for path, raw, (start, stop) in zip(paths, metas, spans, strict=True):
         chain = None if raw is None else _chain(json.loads(raw))
         if chain is None or stop <= start:
             plans.append(None)
             continue
-        kind, rows, sep = chain
+        kind, rows, sep, decoder = chain
         first, last = start // rows, (stop - 1) // rows
         names = [f"{path}/c{sep}{c}" for c in range(first, last + 1)]
-        plans.append((len(keys), kind, names, first * rows))
+        plans.append((len(keys), kind, names, first * rows, decoder))
         keys += names
     datas = backend.read_many(keys)
-    zstd, vlen = Zstd(), VLenUTF8()
     out: list[np.ndarray | None] = []
     for plan, (start, stop) in zip(plans, spans, strict=True):
         if plan is None:
             out.append(None)
             continue
-        at, kind, names, offset = plan
+        at, kind, names, offset, decoder = plan
         parts = []
         for key, data in zip(names, datas[at : at + len(names)], strict=True):
             if data is None:
                 raise ValueError(f"chunk {key} is missing")
-            if crc32c.crc32c(data[:-4]) != int.from_bytes(data[-4:], "little"):
-                raise ValueError(f"chunk {key} fails its crc32c checksum")
-            raw = zstd.decode(data[:-4])
-            parts.append(vlen.decode(raw) if kind == "str" else np.frombuffer(raw, "<f8"))
+            try:
+                parts.append(decoder.decode(data, "<f8"))
+            except ValueError as exc:
+                raise ValueError(f"chunk {key}: {exc}") from exc
         merged = np.concatenate(parts) if len(parts) > 1 else parts[0]
         out.append(merged[start - offset : stop - offset])
     return out
@@ -217,6 +207,12 @@ def read_metadata(
     return frame, LazyColumns(backend, arch, pieces, later, columns)
 
 
+def read_models(backend: Backend, arch: str, state: ArchState, pieces: list[Piece]) -> pd.DataFrame:
+    """Every metadata column of the visible rows (JSON columns decoded), in row order."""
+    frame, lazy = read_metadata(backend, arch, state, pieces)
+    return lazy.with_columns(frame, np.arange(len(frame))) if lazy.names else frame
+
+
 class LazyColumns:
     """JSON metadata columns of a zoo's visible rows, read and decoded on demand.
 
@@ -273,6 +269,14 @@ class LazyColumns:
             merged[merged == MISSING_STR] = None
             self._raw[name] = merged
         return self._raw[name]
+
+    def with_columns(self, frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+        """``frame`` (scalar columns of the rows at ``positions``, indexed from 0) with the
+        JSON columns added, decoded for those rows only; columns in the store's order."""
+        out = frame.copy()
+        for name in self.names:
+            out[name] = pd.Series(self.values(name, positions), dtype=object)
+        return out[[c for c in self.order if c in out.columns]]
 
     def values(self, name: str, positions: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """Decoded values of column ``name`` at ``positions`` (all rows by default)."""

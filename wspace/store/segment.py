@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from wspace.layout import Layout
 from wspace.store.backend import Backend
+from wspace.store.codecs import column_compressors
 from wspace.store.columns import MISSING_STR, encode, merge_kinds
 from wspace.store.config import StoreConfig, codec_chain
 from wspace.store.faults import fault_point
@@ -61,7 +61,7 @@ def create_segment(
     shard_rows: Mapping[str, int | None] | None = None,
     codec: str | None = None,
     attrs: Mapping[str, Any] | None = None,
-) -> tuple[str, list[zarr.Array]]:
+) -> tuple[str, list[zarr.Array[Any]]]:
     """Create a segment group and its layer arrays; return ``(segment_id, arrays)``.
 
     With ``shard_rows``, a layer's chunks are stored in shards of that many rows (zarr's
@@ -77,7 +77,7 @@ def create_segment(
             "wspace": {"kind": kind, "arch": arch, "created": time.time(), **dict(attrs or {})}
         },
     )
-    filters, compressors = codec_chain(codec or config.codec)
+    codecs = codec_chain(codec or config.codec)
     arrays = []
     for i, layer in enumerate(layout.layers):
         width = layout.layer_size(layer)
@@ -91,8 +91,9 @@ def create_segment(
                 shards=None if srow is None else (srow, width),
                 dtype="float32",
                 fill_value=np.nan,
-                filters=filters,
-                compressors=compressors,
+                filters=codecs.filters,
+                serializer=codecs.serializer,
+                compressors=codecs.compressors,
                 config={"write_empty_chunks": True},
                 attributes={
                     "wspace": {
@@ -107,7 +108,7 @@ def create_segment(
 
 def create_column(
     group_path: str, backend: Backend, key: str, kind: str, name: str, rows: int, chunk_rows: int
-) -> zarr.Array:
+) -> zarr.Array[Any]:
     """Create one metadata-column array in a segment."""
     numeric = kind in ("int", "float", "bool")
     return zarr.create_array(
@@ -117,7 +118,7 @@ def create_column(
         chunks=(chunk_rows,),
         dtype="float64" if numeric else str,
         fill_value=np.nan if numeric else MISSING_STR,
-        compressors=[ZstdCodec(level=3), Crc32cCodec()],  # checksummed like the weights
+        compressors=column_compressors(),  # checksummed like the weights
         config={"write_empty_chunks": True},
         attributes={"wspace": {"column": name}},
     )
@@ -167,7 +168,7 @@ class SegmentWriter:
         self.meta_start = 0
         self.meta: list[dict[str, Any]] = []  # rows since meta_start
         self.columns: Columns = {}
-        self.column_arrays: dict[str, zarr.Array] = {}
+        self.column_arrays: dict[str, zarr.Array[Any]] = {}
         self.pending_keys: list[RowKey] = []
 
     # -- appending ---------------------------------------------------------------------------

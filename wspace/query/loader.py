@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 if TYPE_CHECKING:
-    from wspace.zoo import Zoo
+    from wspace.query import Zoo
 
 __all__ = ["Batch", "WeightDataset", "batches"]
 

@@ -1,9 +1,9 @@
-"""Zoo: the lazy, chainable query object over one architecture group of a store."""
+"""Zoo: the lazy, chainable query object over one architecture group of a store, and
+building one from an opened store (:func:`open_zoo`)."""
 
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -15,24 +15,33 @@ import xarray as xr
 from wspace.errors import (
     CoordinateNotFoundError,
     LayerNotFoundError,
-    ModelNotFoundError,
     SchemaMismatchError,
     TensorNotFoundError,
     WspaceError,
     listing,
 )
 from wspace.layout import Layout
-from wspace.store.fastread import direct_array
+from wspace.query.coords import (
+    as_slice,
+    clean_record,
+    data_array,
+    layer_param_variables,
+    model_variables,
+    tensor_array,
+    weights_dataset,
+)
+from wspace.query.lazy import direct_array, zoo_parts
+from wspace.query.select import row_position, selection_mask
+from wspace.store.chunks import RowSource
+from wspace.store.handle import StoreHandle
+from wspace.store.metaread import LazyColumns
 
 if TYPE_CHECKING:
     import torch
 
-    from wspace.loader import Batch, WeightDataset
-    from wspace.store.fastread import RowSource
-    from wspace.store.metaread import LazyColumns
-    from wspace.store.reader import StoreHandle
+    from wspace.query.loader import Batch, WeightDataset
 
-__all__ = ["Zoo"]
+__all__ = ["Zoo", "open_zoo"]
 
 
 class Zoo:
@@ -89,18 +98,9 @@ class Zoo:
         """The dataset: ``weights (model, param)`` with model and param coordinates."""
         if self._ds is None:
             parts = [self._layer_data(layer) for layer in self._layout.layers]
-            widest = max(self._layout.layers, key=self._layout.layer_size)
-            rows = parts[self._layout.layers.index(widest)].chunks[0]
-            data = da.concatenate([p.rechunk({0: rows}) for p in parts], axis=1)
-            self._ds = xr.Dataset(
-                {"weights": (("model", "param"), data)},
-                coords={**_param_coords(self._layout), **self._model_coords()},
-                attrs={
-                    "store": self._url,
-                    "arch": self._arch,
-                    "architecture": self._layout.architecture or "",
-                },
-            )
+            arch = self._layout.architecture or ""
+            attrs = {"store": self._url, "arch": self._arch, "architecture": arch}
+            self._ds = weights_dataset(parts, self._layout, self._models, attrs)
         return self._ds
 
     @property
@@ -118,11 +118,7 @@ class Zoo:
         if self._lazy is None:
             return self._models
         if self._frame_cache is None:
-            frame = self._models.copy()
-            rows = self._rows()
-            for name in self._lazy.names:
-                frame[name] = pd.Series(self._lazy.values(name, rows), dtype=object)
-            self._frame_cache = frame[[c for c in self._lazy.order if c in frame.columns]]
+            self._frame_cache = self._lazy.with_columns(self._models, self._rows())
         return self._frame_cache
 
     def _columns(self) -> list[str]:
@@ -152,7 +148,7 @@ class Zoo:
         """The zoo of another architecture group of the same store."""
         if self._handle is None:
             raise WspaceError("this zoo is not attached to a store")
-        return self._handle.zoo(name)
+        return open_zoo(self._handle, name)
 
     def __len__(self) -> int:
         return len(self._models)
@@ -167,22 +163,12 @@ class Zoo:
 
     def _layer_data(self, layer: str) -> da.Array:
         data = self._layers[layer]
-        return data if self._positions is None else data[_as_slice(self._positions)]
-
-    def _model_coords(self) -> dict[str, Any]:
-        # scalar columns only: JSON columns (lists, dicts) are in .models, decoded on demand
-        return {c: ("model", _coord(self._models[c])) for c in self._models.columns}
+        return data if self._positions is None else data[as_slice(self._positions)]
 
     def _coord_variables(self) -> tuple[dict[str, xr.Variable], dict[str, Any]]:
         """The model coordinates as xarray variables, and the ``model`` index (cached)."""
         if self._coord_cache is None:
-            names = _coord(self._models["model"])
-            index = xr.indexes.PandasIndex(pd.Index(names, dtype=object, name="model"), "model")
-            variables: dict[str, xr.Variable] = dict(index.create_variables())
-            for c in self._models.columns:
-                if c != "model":
-                    variables[c] = xr.Variable(("model",), _coord(self._models[c]), fastpath=True)
-            self._coord_cache = (variables, {"model": index})
+            self._coord_cache = model_variables(self._models)
         return self._coord_cache
 
     def _where(self) -> str:
@@ -220,34 +206,9 @@ class Zoo:
         row has raises :class:`CoordinateNotFoundError` (:class:`ModelNotFoundError` for
         ``model``) listing the values that exist.
         """
-        mask = np.ones(len(self), dtype=bool)
-        for column, value in selectors.items():
-            if column not in self._columns():
-                raise CoordinateNotFoundError(
-                    f"{self._where()} has no metadata column {column!r}; columns: "
-                    f"{listing(self._columns())}"
-                )
-            series = self._column(column)
-            if callable(value):
-                hit = np.asarray(value(series), dtype=bool)
-            elif isinstance(value, slice):
-                hit = np.ones(len(series), dtype=bool)
-                if value.start is not None:
-                    hit &= (series >= value.start).fillna(False).to_numpy(dtype=bool)
-                if value.stop is not None:
-                    hit &= (series <= value.stop).fillna(False).to_numpy(dtype=bool)
-            elif isinstance(value, list | tuple | set | frozenset | np.ndarray | pd.Index):
-                hit = series.isin(list(value)).to_numpy(dtype=bool)
-            else:
-                hit = (series == value).fillna(False).to_numpy(dtype=bool)
-                if not hit.any():
-                    error = ModelNotFoundError if column == "model" else CoordinateNotFoundError
-                    present = pd.unique(series.dropna())
-                    raise error(
-                        f"{self._where()}: no row has {column}={value!r}; values: "
-                        f"{listing(present)}"
-                    )
-            mask &= hit
+        mask = selection_mask(
+            len(self), self._columns(), self._column, selectors, where=self._where()
+        )
         return self.isel(np.flatnonzero(mask))
 
     def where(self, condition: Callable[[pd.DataFrame], Any] | Any) -> Zoo:
@@ -266,23 +227,7 @@ class Zoo:
         return self.isel(np.flatnonzero(mask))
 
     def _position(self, i: int | str, step: int | None = None) -> int:
-        if isinstance(i, str):
-            hits = np.flatnonzero(self._models["model"].to_numpy(dtype=object) == i)
-            if step is not None and "step" in self._models:
-                hits = hits[(self._models["step"].to_numpy()[hits] == step)]
-            if len(hits) == 0:
-                raise ModelNotFoundError(
-                    f"{self._where()}: no model {i!r}"
-                    + (f" at step {step}" if step is not None else "")
-                )
-            if len(hits) > 1:
-                raise ModelNotFoundError(
-                    f"{self._where()}: model {i!r} has {len(hits)} rows (snapshots); pass step="
-                )
-            return int(hits[0])
-        if not -len(self) <= int(i) < len(self):
-            raise ModelNotFoundError(f"{self._where()}: row {i} out of range ({len(self)} rows)")
-        return int(i) % len(self)
+        return row_position(self._models, i, step, where=self._where())
 
     # -- selecting parameters ----------------------------------------------------------------
     def layer(self, name: str) -> xr.DataArray:
@@ -299,9 +244,9 @@ class Zoo:
         if self._source is not None:
             data = direct_array(data, functools.partial(self._read_layer, name))
         variables, indexes = self._coord_variables()
-        params = _layer_param_variables(self._layout, name)
+        params = layer_param_variables(self._layout, name)
         attrs = {"store": self._url, "arch": self._arch, "layer": name}
-        return _data_array(data, {**params, **variables}, indexes, name, attrs)
+        return data_array(data, {**params, **variables}, indexes, name, attrs)
 
     def _read_layer(self, name: str) -> np.ndarray:
         out = np.empty((len(self), self._layout.layer_size(name)), dtype=np.float32)
@@ -321,22 +266,8 @@ class Zoo:
             spec, index, shape = self._layout.view(name)
         except TensorNotFoundError as exc:
             raise TensorNotFoundError(f"{self._where()}: {exc}") from None
-        if np.array_equal(index, np.arange(spec.size)):
-            part: Any = slice(spec.offset, spec.offset + spec.size)
-        else:
-            part = spec.offset + np.asarray(index)
-        layer = self.layer(spec.layer)
-        start = self._layout.layer_slice(spec.layer).start
-        part = (
-            slice(part.start - start, part.stop - start)
-            if isinstance(part, slice)
-            else part - start
-        )
-        flat = layer.isel(param=part)
-        data = flat.data.reshape((len(self), *shape))
-        coords = {k: v for k, v in flat.coords.items() if v.dims == ("model",)}
-        dims = ("model", *(f"axis_{k}" for k in range(len(shape))))
-        return xr.DataArray(data, dims=dims, coords=coords, name=name, attrs={"tensor": name})
+        offset = spec.offset - self._layout.layer_slice(spec.layer).start
+        return tensor_array(self.layer(spec.layer), offset, spec.size, index, shape, name)
 
     # -- materialising -----------------------------------------------------------------------
     @property
@@ -379,7 +310,8 @@ class Zoo:
 
     def row(self, i: int | str, *, step: int | None = None) -> np.ndarray:
         """The flat vector of one row (by position, or by model name and ``step``)."""
-        return self.isel(self._position(i, step)).values[0]
+        row: np.ndarray = self.isel(self._position(i, step)).values[0]
+        return row
 
     def rows(self, batch_size: int = 256) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
         """Iterate ``(metadata, flat vector)`` over rows, reading ``batch_size`` rows at once."""
@@ -387,7 +319,7 @@ class Zoo:
             block = self.isel(slice(start, start + batch_size)).values
             records = self._frame().iloc[start : start + batch_size].to_dict("records")
             for meta, vector in zip(records, block, strict=True):
-                yield _clean(meta), vector
+                yield clean_record(meta), vector
 
     def state_dict(self, i: int | str, *, step: int | None = None) -> dict[str, torch.Tensor]:
         """The torch ``state_dict`` of one row, keyed as the source module's."""
@@ -417,9 +349,9 @@ class Zoo:
     ) -> Iterator[Batch]:
         """Stream rows as torch batches with their metadata, without loading the zoo.
 
-        See :func:`wspace.loader.batches`.
+        See :func:`wspace.query.loader.batches`.
         """
-        from wspace.loader import batches
+        from wspace.query.loader import batches
 
         return batches(
             self, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, prefetch=prefetch
@@ -427,90 +359,40 @@ class Zoo:
 
     def dataset(self, target: str | None = None) -> WeightDataset:
         """A map-style ``torch.utils.data.Dataset`` of rows (and a target column)."""
-        from wspace.loader import WeightDataset
+        from wspace.query.loader import WeightDataset
 
         return WeightDataset(self, target=target)
 
 
-@functools.lru_cache(maxsize=32)
-@functools.lru_cache(maxsize=256)
-def _layer_param_variables(layout: Layout, layer: str) -> dict[str, xr.Variable]:
-    """The ``param`` coordinates of one layer as xarray variables (cached per layer)."""
-    tensors = layout.layer_tensors(layer)
-    sizes = [t.size for t in tensors]
-    values = {
-        "layer": np.full(sum(sizes), layer),
-        "tensor": np.repeat(np.array([t.name for t in tensors]), sizes),
-        "index": np.concatenate([np.arange(n) for n in sizes]),
-    }
-    return {k: xr.Variable(("param",), v, fastpath=True) for k, v in values.items()}
+def open_zoo(handle: StoreHandle, arch: str | None = None) -> Zoo:
+    """The lazy :class:`Zoo` of one architecture group of an opened store.
 
+    Reads the group's scalar metadata columns and opens its layer arrays (see
+    :func:`~wspace.query.lazy.zoo_parts`); JSON columns and weights stay on storage.
 
-def _param_coords(layout: Layout) -> dict[str, tuple[str, np.ndarray]]:
-    """``layer``, ``tensor`` and ``index`` coordinates along ``param`` (cached per layout)."""
-    sizes = [t.size for t in layout.tensors]
-    return {
-        "layer": ("param", np.repeat(np.array([t.layer for t in layout.tensors]), sizes)),
-        "tensor": ("param", np.repeat(np.array([t.name for t in layout.tensors]), sizes)),
-        "index": ("param", np.concatenate([np.arange(n) for n in sizes])),
-    }
+    Parameters
+    ----------
+    handle
+        The opened store (:func:`wspace.store.open_store`).
+    arch
+        Architecture group; by default the only one (see
+        :meth:`~wspace.store.StoreHandle.default_arch`).
 
-
-def _data_array(
-    data: Any,
-    coords: dict[str, xr.Variable],
-    indexes: dict[str, Any],
-    name: str,
-    attrs: dict[str, Any],
-) -> xr.DataArray:
-    """A ``(model, param)`` DataArray from ready-made coordinate variables.
-
-    xarray's public constructor re-validates (and deep-copies object) coordinates: 2-6 ms
-    for a zoo's ~20 metadata columns, more than reading a small layer. Its internal
-    ``_construct_direct`` takes them as they are; the public path is the fallback.
+    Examples
+    --------
+    >>> from wspace.store import open_store
+    >>> from wspace.testing import tiny_zoo
+    >>> len(open_zoo(open_store(tiny_zoo("memory://doc-open-zoo", n_models=3))))
+    3
     """
-    variable = xr.Variable(("model", "param"), data, attrs=attrs, fastpath=True)
-    construct = getattr(xr.DataArray, "_construct_direct", None)
-    if construct is not None:
-        try:
-            return construct(variable, dict(coords), name, dict(indexes))
-        except TypeError:  # pragma: no cover - another xarray signature
-            pass
-    return xr.DataArray(  # pragma: no cover
-        data,
-        dims=("model", "param"),
-        coords=xr.Coordinates(coords, indexes=indexes),
-        name=name,
-        attrs=attrs,
+    parts = zoo_parts(handle, arch)
+    return Zoo(
+        parts.layers,
+        parts.models,
+        parts.layout,
+        url=handle.backend.url,
+        arch=parts.arch,
+        handle=handle,
+        source=parts.source,
+        lazy_columns=parts.lazy_columns,
     )
-
-
-def _coord(series: pd.Series) -> np.ndarray:
-    """A numpy array for an xarray coordinate from a metadata column."""
-    if isinstance(series.dtype, pd.Int64Dtype):
-        return series.astype("float64").to_numpy()
-    if series.dtype == object or isinstance(series.dtype, pd.BooleanDtype | pd.StringDtype):
-        out = np.empty(len(series), dtype=object)
-        out[:] = [None if v is pd.NA else v for v in series.tolist()]
-        return out
-    return series.to_numpy()
-
-
-def _as_slice(positions: np.ndarray) -> slice | np.ndarray:
-    """``positions`` as a slice when they are a contiguous ascending run (cheaper in Dask)."""
-    if len(positions) and np.array_equal(
-        positions, np.arange(positions[0], positions[0] + len(positions))
-    ):
-        return slice(int(positions[0]), int(positions[0]) + len(positions))
-    return positions
-
-
-def _clean(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """Metadata record with pandas' missing markers turned into ``None``."""
-    out: dict[str, Any] = {}
-    for key, value in meta.items():
-        if value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-            out[key] = None
-        else:
-            out[key] = value
-    return out

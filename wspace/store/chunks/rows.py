@@ -1,0 +1,110 @@
+"""Where the visible rows of an architecture group live, and reading any of them directly."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from wspace.layout import Layout
+from wspace.store.backend import Backend
+from wspace.store.chunks.layer import LayerReader, open_arrays
+from wspace.store.chunks.plan import Request
+from wspace.store.chunks.read import read
+from wspace.store.log import Piece
+from wspace.store.segment import layer_key, segment_path
+
+__all__ = ["RowSource", "piece_row_names", "row_source"]
+
+
+@dataclass
+class RowSource:
+    """Where every visible row of an architecture group lives, for direct reads.
+
+    ``piece[i]`` and ``row[i]`` are the piece (a run of one segment) holding visible row ``i``
+    and its row in that segment's arrays; ``readers[layer][piece]`` reads them.
+    """
+
+    readers: dict[str, list[LayerReader]]
+    piece: np.ndarray
+    row: np.ndarray
+
+    def read(
+        self,
+        positions: np.ndarray,
+        layers: Sequence[str],
+        out: np.ndarray,
+        columns: Sequence[slice],
+    ) -> None:
+        """Rows ``positions`` of ``layers`` into ``out[k, columns[j]]`` (``k``: position)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        pieces = self.piece[positions]
+        local = self.row[positions]
+        requests = []
+        found = np.unique(pieces).tolist()
+        for p in found:
+            dest = np.flatnonzero(pieces == p) if len(found) > 1 else np.arange(len(positions))
+            rows = local[dest]
+            if len(rows) > 1 and np.any(rows[1:] < rows[:-1]):
+                order = np.argsort(rows, kind="stable")
+                rows, dest = rows[order], dest[order]
+            for layer, cols in zip(layers, columns, strict=True):
+                requests.append(Request(self.readers[layer][p], rows, out, dest, cols))
+        read(requests)
+
+
+def piece_row_names(pieces: Sequence[Piece], names: np.ndarray) -> list[np.ndarray]:
+    """Per piece, the model name of each row of its segment up to ``piece.stop`` (``"?"``
+    for rows the piece does not show), from ``names``, the names of the visible rows."""
+    out = []
+    offset = 0
+    for piece in pieces:
+        row_names = np.full(piece.stop, "?", dtype=object)
+        visible = np.arange(piece.start, piece.stop)
+        if piece.live is not None:
+            visible = visible[piece.live]
+        row_names[visible] = names[offset : offset + len(visible)]
+        offset += len(visible)
+        out.append(row_names)
+    return out
+
+
+def row_source(
+    backend: Backend, arch: str, layout: Layout, pieces: Sequence[Piece], names: np.ndarray
+) -> RowSource:
+    """The :class:`RowSource` of the visible rows of ``pieces``, one reader per layer and
+    piece (``names``: the model of each visible row, for error messages). Opens the layer
+    arrays (their ``zarr.json``); reads no chunk."""
+    piece_of = np.repeat(np.arange(len(pieces)), [p.n_live for p in pieces])
+    row_of = np.concatenate(
+        [
+            np.arange(p.start, p.stop)[p.live] if p.live is not None else np.arange(p.start, p.stop)
+            for p in pieces
+        ]
+        or [np.zeros(0, np.int64)]
+    )
+    readers: dict[str, list[LayerReader]] = {layer: [] for layer in layout.layers}
+    source = RowSource(readers, piece_of, row_of.astype(np.int64))
+    if not pieces:
+        return source
+    paths = [
+        f"{segment_path(arch, p.segment)}/{layer_key(i)}"
+        for p in pieces
+        for i in range(len(layout.layers))
+    ]
+    arrays = iter(open_arrays(backend, paths))
+    for piece, row_names in zip(pieces, piece_row_names(pieces, names), strict=True):
+        for layer in layout.layers:
+            readers[layer].append(
+                LayerReader(
+                    backend,
+                    next(arrays),
+                    piece.stop,
+                    row_names,
+                    layer=layer,
+                    segment=piece.segment,
+                    tensors=tuple(t.name for t in layout.layer_tensors(layer)),
+                )
+            )
+    return source
