@@ -15,8 +15,8 @@ from wspace.io.format import Format, ImportReport, Source, has_any
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from wspace.store.backend import StoreLike
     from wspace.query import Zoo
+    from wspace.store.backend import StoreLike
 
 __all__ = ["CnnZoo", "ModelZoos", "Nws"]
 

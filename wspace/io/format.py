@@ -36,8 +36,8 @@ from wspace.io.options import keyword_options
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
-    from wspace.store.backend import StoreLike
     from wspace.query import Zoo
+    from wspace.store.backend import StoreLike
 
 __all__ = ["Format", "ImportReport", "Source", "has_any"]
 
