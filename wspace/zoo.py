@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from wspace.store.fastread import RowSource
     from wspace.store.metaread import LazyColumns
     from wspace.store.reader import StoreHandle
+    from wspace.weightspace.permuted import PermutedZoo
 
 __all__ = ["Zoo"]
 
@@ -430,6 +431,25 @@ class Zoo:
         from wspace.loader import WeightDataset
 
         return WeightDataset(self, target=target)
+
+    # -- weight-space learning (wspace.weightspace) ------------------------------------------
+    def permute(
+        self,
+        perms: Mapping[str, np.ndarray] | None = None,
+        *,
+        seed: int | np.random.Generator | None = None,
+    ) -> PermutedZoo:
+        """These rows with hidden-neuron permutations applied on read (lazy; same functions).
+
+        ``perms`` maps neuron groups (``layout.symmetry``) to a permutation ``(size,)`` for
+        every row or ``(rows, size)``; without it each row gets random ones from ``seed``. See
+        :class:`wspace.weightspace.PermutedZoo`.
+        """
+        from wspace.weightspace.permuted import PermutedZoo
+
+        if perms is None:
+            return PermutedZoo.random(self, seed)
+        return PermutedZoo(self, perms)
 
 
 @functools.lru_cache(maxsize=32)
