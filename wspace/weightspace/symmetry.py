@@ -184,8 +184,14 @@ class Symmetry:
 
         layers = tuple(
             WeightLayer(
-                **{k: w[k] for k in ("name", "kind", "weight", "bias")},
-                **{k: int(w[k]) for k in ("n_in", "n_out", "in_axis", "out_axis")},
+                name=str(w["name"]),
+                kind=w["kind"],
+                weight=str(w["weight"]),
+                bias=w["bias"],
+                n_in=int(w["n_in"]),
+                n_out=int(w["n_out"]),
+                in_axis=int(w["in_axis"]),
+                out_axis=int(w["out_axis"]),
                 kernel=tuple(w["kernel"]),
                 flatten=None if w["flatten"] is None else (w["flatten"][0], tuple(w["flatten"][1])),
                 norms=tuple(tuple((r, t) for r, t in norm) for norm in w["norms"]),
