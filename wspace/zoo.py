@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import dask.array as da
 import numpy as np
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from wspace.store.metaread import LazyColumns
     from wspace.store.reader import StoreHandle
     from wspace.weightspace.permuted import PermutedZoo
+    from wspace.weightspace.stats import WeightStats
 
 __all__ = ["Zoo"]
 
@@ -450,6 +451,47 @@ class Zoo:
         if perms is None:
             return PermutedZoo.random(self, seed)
         return PermutedZoo(self, perms)
+
+    @property
+    def version(self) -> int | None:
+        """The commit-log version the store was read at (``None``: not attached to a store)."""
+        version = getattr(getattr(self._handle, "state", None), "version", None)
+        return None if version is None else int(version)
+
+    def stats(
+        self,
+        *,
+        recompute: bool = False,
+        chunk_rows: int = 256,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> WeightStats:
+        """Per-tensor and per-layer mean/std/min/max of these rows (one streaming pass).
+
+        Statistics stored for exactly these rows (:func:`wspace.weightspace.save_stats`) are
+        reused unless ``recompute``; rows added since make them stale, and they are recomputed.
+        """
+        from wspace.weightspace.stats import compute_stats, load_stats
+
+        stored = None if recompute else load_stats(self, storage_options=storage_options)
+        return stored or compute_stats(self, chunk_rows=chunk_rows)
+
+    def split(
+        self,
+        fractions: tuple[float, ...] = (0.7, 0.15, 0.15),
+        *,
+        by: str | tuple[str, ...] | list[str] = "model",
+        seed: int = 0,
+        method: Literal["shuffle", "hash"] = "shuffle",
+    ) -> tuple[Zoo, ...]:
+        """Leakage-safe parts of these rows, one zoo per fraction (train, val, test).
+
+        All rows with the same ``by`` value(s) — every snapshot of a model — land in the same
+        part; see :func:`wspace.weightspace.split_rows` (which gives the labels as a column).
+        """
+        from wspace.weightspace.splits import part_names, split_rows
+
+        labels = split_rows(self._frame(), fractions, by=by, seed=seed, method=method).to_numpy()
+        return tuple(self.isel(np.flatnonzero(labels == n)) for n in part_names(len(fractions)))
 
 
 @functools.lru_cache(maxsize=32)
