@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import dask.array as da
 import numpy as np
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from wspace.store.reader import StoreHandle
     from wspace.weightspace.permuted import PermutedZoo
     from wspace.weightspace.stats import WeightStats
+    from wspace.weightspace.views import ViewBatch
 
 __all__ = ["Zoo"]
 
@@ -408,6 +409,7 @@ class Zoo:
         net.load_state_dict(self.state_dict(i, step=step))
         return net.eval()
 
+    @overload
     def batches(
         self,
         batch_size: int,
@@ -416,11 +418,51 @@ class Zoo:
         seed: int | None = None,
         drop_last: bool = False,
         prefetch: bool = True,
-    ) -> Iterator[Batch]:
+        view: None = None,
+        augment: None = None,
+        normalize: Literal[False] = False,
+    ) -> Iterator[Batch]: ...
+
+    @overload
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int | None = None,
+        drop_last: bool = False,
+        prefetch: bool = True,
+        view: str | None = None,
+        augment: Literal["permute"] | None = None,
+        normalize: bool = False,
+    ) -> Iterator[ViewBatch]: ...
+
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int | None = None,
+        drop_last: bool = False,
+        prefetch: bool = True,
+        view: str | None = None,
+        augment: Literal["permute"] | None = None,
+        normalize: bool = False,
+    ) -> Iterator[Batch] | Iterator[ViewBatch]:
         """Stream rows as torch batches with their metadata, without loading the zoo.
 
-        See :func:`wspace.loader.batches`.
+        See :func:`wspace.loader.batches`. With ``view`` (``"flat"``, ``"state_dict"``,
+        ``"nfn"``, ``"dws"``, ``"tokens"``, ``"graph"``), ``augment="permute"`` or
+        ``normalize=True`` the batches are :class:`wspace.weightspace.ViewBatch` es (``.x`` the
+        view, ``.meta`` the metadata); see :func:`wspace.weightspace.views.batches`.
         """
+        if view is not None or augment is not None or normalize:
+            from wspace.weightspace.views import batches as view_batches
+
+            return view_batches(
+                self, batch_size, view=view or "flat", augment=augment, normalize=normalize,
+                shuffle=shuffle, seed=seed, drop_last=drop_last, prefetch=prefetch,
+            )  # fmt: skip
         from wspace.loader import batches
 
         return batches(
@@ -492,6 +534,13 @@ class Zoo:
 
         labels = split_rows(self._frame(), fractions, by=by, seed=seed, method=method).to_numpy()
         return tuple(self.isel(np.flatnonzero(labels == n)) for n in part_names(len(fractions)))
+
+    def features(self, view: str = "flat", *, normalize: bool = False, **options: Any) -> Any:
+        """These rows in one view (``"nfn"``, ``"dws"``, ``"tokens"``, ``"graph"``, ``"flat"``,
+        ``"state_dict"``); reads them all. See :func:`wspace.weightspace.to_view`."""
+        from wspace.weightspace.views import features
+
+        return features(self, view, normalize=normalize, **options)
 
 
 @functools.lru_cache(maxsize=32)

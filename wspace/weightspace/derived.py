@@ -14,7 +14,7 @@ import hashlib
 import io
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import fsspec
 import numpy as np
@@ -73,7 +73,7 @@ def write_object(
         fs.makedirs(f"{root}/{path.rpartition('/')[0]}", exist_ok=True)
         if arrays is not None:
             buffer = io.BytesIO()
-            np.savez_compressed(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+            cast(Any, np.savez_compressed)(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
             fs.pipe_file(f"{root}/{path}.npz", buffer.getvalue())
         fs.pipe_file(f"{root}/{path}.json", json.dumps(value, indent=1).encode())
     except OSError as exc:

@@ -140,3 +140,13 @@ class PermutedZoo:
         net = build(self.layout.architecture)
         net.load_state_dict(self.state_dict(i, step=step))
         return net.eval()
+
+    def stats(self, **options: Any) -> Any:
+        """The zoo's statistics (a permutation does not change them); see ``Zoo.stats``."""
+        return self._zoo.stats(**options)
+
+    def features(self, view: str = "flat", *, normalize: bool = False, **options: Any) -> Any:
+        """The permuted rows in one view; see :func:`wspace.weightspace.views.features`."""
+        from wspace.weightspace.views import features
+
+        return features(self, view, normalize=normalize, **options)
