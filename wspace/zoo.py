@@ -542,6 +542,19 @@ class Zoo:
 
         return features(self, view, normalize=normalize, **options)
 
+    def canonical(
+        self, method: str = "match", *, storage_options: Mapping[str, Any] | None = None
+    ) -> PermutedZoo:
+        """These rows in the stored canonical form ``method`` (``"sort"`` or ``"match"``).
+
+        Raises :class:`ModelNotFoundError` naming the command that computes it (``wspace
+        canonicalize URL --method ...``) when it is not stored, or rows were added since.
+        """
+        from wspace.weightspace.canonical import canonical_zoo
+
+        permuted: PermutedZoo = canonical_zoo(self, method, storage_options=storage_options)
+        return permuted
+
 
 @functools.lru_cache(maxsize=32)
 @functools.lru_cache(maxsize=256)
