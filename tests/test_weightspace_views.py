@@ -56,8 +56,8 @@ def test_keras_rows_give_the_views_of_their_torch_networks(keras_zoo):
     lay = lenet5_layout()
     for view in ("nfn", "dws"):
         a, b = to_view(keras_zoo.layout, rows, view), to_view(lay, converted, view)
-        pairs = list(zip(a.weights, b.weights)) if view == "nfn" else list(zip(a[0], b[0]))
-        for x, y in pairs:
+        left, right = (a.weights, b.weights) if view == "nfn" else (a[0], b[0])
+        for x, y in zip(left, right, strict=True):
             torch.testing.assert_close(x, y, rtol=0, atol=0)
     a, b = to_view(keras_zoo.layout, rows, "tokens"), to_view(lay, converted, "tokens")
     torch.testing.assert_close(a["tokens"], b["tokens"], rtol=0, atol=0)
