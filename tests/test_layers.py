@@ -22,9 +22,18 @@ import wspace
 ROOT = Path(wspace.__file__).parent
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("wspace.errors", "wspace.layout", "wspace.convention", "wspace.architectures")),
+    (
+        "base",
+        (
+            "wspace.errors",
+            "wspace.layout",
+            "wspace.convention",
+            "wspace.architectures",
+            "wspace.weightspace.symmetry",  # Layout.symmetry: derived from the layout alone
+        ),
+    ),
     ("store", ("wspace.store",)),
-    ("query", ("wspace.query", "wspace")),  # "wspace" alone: the facade (wspace/__init__.py)
+    ("query", ("wspace.query", "wspace.weightspace", "wspace")),  # "wspace" alone: the facade (wspace/__init__.py)
     ("apps", ("wspace.io", "wspace.train", "wspace.analysis", "wspace.testing")),
     ("top", ("wspace.cli", "wspace.demo", "wspace.__main__")),
 ]

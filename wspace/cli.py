@@ -175,6 +175,32 @@ def compact(
 
 
 @app.command()
+def canonicalize(
+    url: URL,
+    storage_option: OPTIONS = None,
+    method: Annotated[str, typer.Option(help="sort (incoming-weight norm) or match.")] = "sort",
+    arch: Annotated[str | None, typer.Option(help="Architecture group.")] = None,
+    reference: Annotated[str, typer.Option(help="match: reference row (position or model).")] = "0",
+) -> None:
+    """Store per-row permutations to a canonical form (zoo.canonical(method) applies them)."""
+    from wspace.weightspace.canonical import canonicalize as run
+    from wspace.weightspace.canonical import save_canonical
+
+    options = _options(storage_option)
+    try:
+        zoo = wspace.open(url, storage_options=options, arch=arch)
+        ref: int | str = int(reference) if reference.lstrip("-").isdigit() else reference
+        done = run(zoo, method, reference=ref)  # type: ignore[arg-type]
+        path = save_canonical(url, done, storage_options=options)
+    except (WspaceError, OSError) as exc:
+        _fail(exc)
+        return
+    typer.echo(
+        f"canonical form {method!r} of {len(zoo)} rows stored at {path} (version {done.version})"
+    )
+
+
+@app.command()
 def verify(url: URL, storage_option: OPTIONS = None) -> None:
     """Re-read every chunk; list damaged ones by model and layer (exit 1 if any)."""
     try:

@@ -11,7 +11,7 @@ import math
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, TypeAlias, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,9 @@ from wspace.errors import (
     TensorNotFoundError,
     listing,
 )
+
+if TYPE_CHECKING:
+    from wspace.weightspace.symmetry import Symmetry
 
 __all__ = ["Convention", "Layout", "TensorSpec"]
 
@@ -292,6 +295,22 @@ class Layout:
         """Number of parameters of ``layer``."""
         part = self.layer_slice(layer)
         return part.stop - part.start
+
+    @property
+    def symmetry(self) -> Symmetry:
+        """The hidden-neuron permutation symmetries (:func:`wspace.weightspace.analyze`).
+
+        Raises :class:`SchemaMismatchError` for a layout that is not a sequential chain.
+
+        Examples
+        --------
+        >>> from wspace.architectures import lenet5_layout
+        >>> lenet5_layout().symmetry.sizes
+        {'conv2d': 6, 'conv2d_1': 16, 'conv2d_2': 120, 'dense': 84}
+        """
+        from wspace.weightspace.symmetry import analyze
+
+        return analyze(self)
 
     def describe(self) -> pd.DataFrame:
         """The layout as a table: tensor, layer, shape, offset, size, convention, source.
