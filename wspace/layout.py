@@ -293,8 +293,8 @@ class Layout:
 
     def layer_size(self, layer: str) -> int:
         """Number of parameters of ``layer``."""
-        part = self.layer_slice(layer)
-        return part.stop - part.start
+        first, last = self._layer_range(layer)
+        return sum(t.size for t in self.tensors[first:last])
 
     @property
     def symmetry(self) -> Symmetry:
