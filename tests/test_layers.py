@@ -33,7 +33,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("store", ("wspace.store",)),
-    ("query", ("wspace.query", "wspace.weightspace", "wspace")),  # "wspace" alone: the facade (wspace/__init__.py)
+    # "wspace" alone: the facade (wspace/__init__.py)
+    ("query", ("wspace.query", "wspace.weightspace", "wspace")),
     ("apps", ("wspace.io", "wspace.train", "wspace.analysis", "wspace.testing")),
     ("top", ("wspace.cli", "wspace.demo", "wspace.__main__")),
 ]
