@@ -357,6 +357,13 @@ def train_lenet5(
         bool, typer.Option("--dask-local", help="Run the workers on a local Dask cluster.")
     ] = False,
     seed: Annotated[int, typer.Option(help="Base seed of the networks.")] = 0,
+    population: Annotated[
+        int | None,
+        typer.Option(
+            help="Networks a worker trains at once (default: todo/(4 workers), <= 16 on CPU)."
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda (cuda:N) or mps.")] = "cpu",
 ) -> None:
     """Train one-vs-all LeNet-5s (FORMATS.md §1) into URL; re-running resumes.
 
@@ -367,8 +374,9 @@ def train_lenet5(
     from wspace.train.worker import TrainSettings
 
     settings = TrainSettings(
-        dataset=dataset, root=root, epochs=epochs, negatives=negatives, snapshots=snapshots
-    )
+        dataset=dataset, root=root, epochs=epochs, negatives=negatives, snapshots=snapshots,
+        device=device,
+    )  # fmt: skip
     try:
         report = train_zoo(
             url,
@@ -381,6 +389,7 @@ def train_lenet5(
             dask_local=dask_local,
             seed=seed,
             storage_options=_options(storage_option),
+            population=population,
         )
     except (WspaceError, OSError) as exc:
         _fail(exc)
