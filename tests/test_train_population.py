@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -198,3 +199,25 @@ def test_population_on_cuda_equals_cpu() -> None:
         for key, value in a.model.state_dict().items():
             torch.testing.assert_close(value, b.model.state_dict()[key], atol=1e-4, rtol=0)
         assert abs(a.metrics["accuracy"] - b.metrics["accuracy"]) <= 2 / len(data.val_y)
+
+
+@pytest.mark.slow
+def test_throughput_benchmark_smoke_run_reports_every_configuration(tmp_path: Path) -> None:
+    out = tmp_path / "train_throughput.json"
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.train_throughput", "--quick", "--out", str(out)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    rows = {row["config"]: row for row in report["rows"]}
+    assert list(rows) == ["single", "population 2", "2 workers"]
+    assert [rows[c]["nets"] for c in rows] == [2, 2, 2]
+    assert rows["population 2"]["population"] == 2 and rows["2 workers"]["workers"] == 2
+    assert all(row["nets_per_minute"] > 0 for row in rows.values())
+    assert rows["single"]["speedup_vs_single"] == 1.0
