@@ -329,6 +329,46 @@ app.add_typer(train_app, name="train")
 app.add_typer(report_app, name="report")
 
 
+@train_app.command("sweep")
+def train_sweep(
+    spec: Annotated[str, typer.Argument(help="TOML sweep spec (docs/training.md).")],
+    url: URL,
+    storage_option: OPTIONS = None,
+    fixed: Annotated[
+        bool, typer.Option("--fixed", help="Every network gets the spec's fixed architecture.")
+    ] = False,
+    networks: Annotated[int | None, typer.Option(help="Networks (default: the spec's).")] = None,
+    snapshots: Annotated[
+        int | None, typer.Option(help="Snapshots per network, as step rows (default: 20).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda (cuda:N) or mps.")] = "cpu",
+) -> None:
+    """Train NWS-style networks of randomly drawn architecture and hyper-parameters into URL.
+
+    Each architecture is its own group of the store; re-running resumes.
+    """
+    from wspace.train.sweep import run_sweep
+    from wspace.train.sweep_spec import load_spec
+
+    try:
+        report = run_sweep(
+            load_spec(spec),
+            url,
+            fixed=fixed,
+            networks=networks,
+            snapshots=snapshots,
+            device=device,
+            storage_options=_options(storage_option),
+        )
+    except (WspaceError, OSError) as exc:
+        _fail(exc)
+        return
+    typer.echo(
+        f"{len(report.trained)} trained, {report.skipped} already in the store, "
+        f"{report.planned} planned, {len(report.archs)} architecture group(s)"
+    )
+
+
 @train_app.command("lenet5")
 def train_lenet5(
     url: URL,
