@@ -382,6 +382,46 @@ app.add_typer(train_app, name="train")
 app.add_typer(report_app, name="report")
 
 
+@train_app.command("sweep")
+def train_sweep(
+    spec: Annotated[str, typer.Argument(help="TOML sweep spec (docs/training.md).")],
+    url: URL,
+    storage_option: OPTIONS = None,
+    fixed: Annotated[
+        bool, typer.Option("--fixed", help="Every network gets the spec's fixed architecture.")
+    ] = False,
+    networks: Annotated[int | None, typer.Option(help="Networks (default: the spec's).")] = None,
+    snapshots: Annotated[
+        int | None, typer.Option(help="Snapshots per network, as step rows (default: 20).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda (cuda:N) or mps.")] = "cpu",
+) -> None:
+    """Train NWS-style networks of randomly drawn architecture and hyper-parameters into URL.
+
+    Each architecture is its own group of the store; re-running resumes.
+    """
+    from wspace.train.sweep import run_sweep
+    from wspace.train.sweep_spec import load_spec
+
+    try:
+        report = run_sweep(
+            load_spec(spec),
+            url,
+            fixed=fixed,
+            networks=networks,
+            snapshots=snapshots,
+            device=device,
+            storage_options=_options(storage_option),
+        )
+    except (WspaceError, OSError) as exc:
+        _fail(exc)
+        return
+    typer.echo(
+        f"{len(report.trained)} trained, {report.skipped} already in the store, "
+        f"{report.planned} planned, {len(report.archs)} architecture group(s)"
+    )
+
+
 @train_app.command("lenet5")
 def train_lenet5(
     url: URL,
@@ -410,6 +450,13 @@ def train_lenet5(
         bool, typer.Option("--dask-local", help="Run the workers on a local Dask cluster.")
     ] = False,
     seed: Annotated[int, typer.Option(help="Base seed of the networks.")] = 0,
+    population: Annotated[
+        int | None,
+        typer.Option(
+            help="Networks a worker trains at once (default: todo/(4 workers), <= 16 on CPU)."
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda (cuda:N) or mps.")] = "cpu",
 ) -> None:
     """Train one-vs-all LeNet-5s (FORMATS.md §1) into URL; re-running resumes.
 
@@ -420,8 +467,9 @@ def train_lenet5(
     from wspace.train.worker import TrainSettings
 
     settings = TrainSettings(
-        dataset=dataset, root=root, epochs=epochs, negatives=negatives, snapshots=snapshots
-    )
+        dataset=dataset, root=root, epochs=epochs, negatives=negatives, snapshots=snapshots,
+        device=device,
+    )  # fmt: skip
     try:
         report = train_zoo(
             url,
@@ -434,6 +482,7 @@ def train_lenet5(
             dask_local=dask_local,
             seed=seed,
             storage_options=_options(storage_option),
+            population=population,
         )
     except (WspaceError, OSError) as exc:
         _fail(exc)

@@ -75,7 +75,7 @@ class DataSplit:
     """
 
     name: str
-    """Data set name: ``"digits"`` or ``"imagenette"``."""
+    """Data set name: ``"digits"``, ``"digits-inverted"`` or ``"imagenette"``."""
     classes: tuple[str, ...]
     """Class names; index = label."""
     train_x: torch.Tensor
@@ -298,9 +298,11 @@ def load_imagenette(root: str | os.PathLike[str], *, size: int = 32) -> DataSpli
 def load_dataset(
     name: str, *, root: str | os.PathLike[str] | None = None, seed: int = 0
 ) -> DataSplit:
-    """Load a training data set by name: ``"digits"`` or ``"imagenette"`` (``root`` required).
+    """Load a training data set by name: ``"digits"``, ``"digits-inverted"`` or ``"imagenette"``.
 
-    ``seed`` picks the train/validation split of ``digits``; Imagenette has a fixed split.
+    ``seed`` picks the train/validation split of ``digits``; Imagenette has a fixed split and
+    needs ``root``. ``digits-inverted`` is ``digits`` with every image ``1 - x`` (white digits
+    on black become black on white): a second offline data set for sweeps.
 
     Examples
     --------
@@ -309,6 +311,16 @@ def load_dataset(
     """
     if name == "digits":
         return load_digits(seed=seed)
+    if name == "digits-inverted":
+        base = load_digits(seed=seed)
+        return DataSplit(
+            name="digits-inverted",
+            classes=base.classes,
+            train_x=1.0 - base.train_x,
+            train_y=base.train_y,
+            val_x=1.0 - base.val_x,
+            val_y=base.val_y,
+        )
     if name == "imagenette":
         if root is None:
             raise DataSetNotFoundError(
@@ -316,4 +328,4 @@ def load_dataset(
                 "downloaded"
             )
         return load_imagenette(root)
-    raise ValueError(f"unknown data set {name!r}; known: 'digits', 'imagenette'")
+    raise ValueError(f"unknown data set {name!r}; known: 'digits', 'digits-inverted', 'imagenette'")

@@ -13,7 +13,7 @@ import multiprocessing as mp
 import queue
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tqdm import tqdm
@@ -21,6 +21,8 @@ from tqdm import tqdm
 import wspace
 from wspace.architectures import lenet5_layout
 from wspace.errors import StoreNotFoundError, WspaceError
+from wspace.train.devices import resolve_device
+from wspace.train.population import default_population
 from wspace.train.worker import Job, TrainSettings, committed_models, plan_jobs, run_jobs
 
 __all__ = ["TrainReport", "train_zoo"]
@@ -106,6 +108,7 @@ def train_zoo(
     seed: int = 0,
     storage_options: Mapping[str, Any] | None = None,
     progress: bool = True,
+    population: int | None = None,
 ) -> TrainReport:
     """Train a one-vs-all LeNet-5 zoo into the store at ``url`` (created if missing).
 
@@ -133,6 +136,11 @@ def train_zoo(
         fsspec options of the store.
     progress
         Show a tqdm bar (networks done, ETA).
+    population
+        Networks each worker trains at once as one batched computation; by default
+        :func:`~wspace.train.population.default_population` (``ceil(todo / (4 * workers))``,
+        at most 16 on a CPU, 1024 on an accelerator). ``1``: the single-network loop.
+        The device is ``settings.device``.
 
     Returns
     -------
@@ -141,6 +149,7 @@ def train_zoo(
     from wspace.train.data import load_dataset
 
     settings = settings or TrainSettings()
+    resolve_device(settings.device)  # an unavailable device fails before any work
     data = load_dataset(settings.dataset, root=settings.root, seed=settings.data_seed)
     unknown = set(classes or ()) - set(data.classes)
     if unknown:
@@ -152,6 +161,11 @@ def train_zoo(
     done = committed_models(url, storage_options)
     todo = [j for j in jobs if j.model not in done]
     report = TrainReport(planned=len(jobs), skipped=len(jobs) - len(todo))
+    if population is None:
+        population = default_population(len(todo), workers, settings.device)
+    if population < 1:
+        raise WspaceError(f"population must be >= 1, not {population}")
+    settings = replace(settings, population=population)
     start = time.perf_counter()
     bar = tqdm(
         total=len(jobs),
@@ -255,7 +269,7 @@ def _run_dask(
     client = Client(scheduler or cluster)
     try:
         # a few networks per task: each task appends through its own Writer (one segment)
-        per_task = max(1, math.ceil(len(todo) / (4 * max(1, workers))))
+        per_task = max(settings.population, math.ceil(len(todo) / (4 * max(1, workers))))
         batches = [todo[i : i + per_task] for i in range(0, len(todo), per_task)]
         futures = [
             client.submit(_dask_task, url, batch, settings, storage_options, threads, pure=False)
