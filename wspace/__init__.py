@@ -32,6 +32,7 @@ from wspace.errors import (
     StoreNotFoundError,
     TensorNotFoundError,
     UnsafePickleError,
+    UnsupportedStoreError,
     WspaceError,
 )
 from wspace.layout import Layout, TensorSpec
@@ -76,6 +77,7 @@ __all__ = [
     "TensorNotFoundError",
     "TensorSpec",
     "UnsafePickleError",
+    "UnsupportedStoreError",
     "VerifyReport",
     "Writer",
     "WspaceError",
