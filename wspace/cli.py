@@ -383,7 +383,7 @@ def train_lenet5(
     ] = False,
     seed: Annotated[int, typer.Option(help="Base seed of the networks.")] = 0,
 ) -> None:
-    """Train one-vs-all LeNet-5s (FORMATS.md §1) into URL; re-running resumes.
+    """Train one-vs-all LeNet-5s (the hypernetwork zoo's) into URL; re-running resumes.
 
     Every finished network is committed at once, so Ctrl-C or a killed worker loses only the
     networks in training; run the same command again to complete the zoo.

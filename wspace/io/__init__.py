@@ -1,4 +1,4 @@
-"""Import and export of the published model-zoo formats (``../shared/design/FORMATS.md``).
+"""Import and export of the published model-zoo formats (``docs/formats.md``).
 
 One module per format; each streams (never a whole zoo in memory) through an
 :class:`~wspace.io._common.ImportSession` on import and from a :class:`~wspace.Zoo` on export.
