@@ -1,4 +1,4 @@
-"""Writers of the baselines: the published formats (FORMATS.md §1) and the raw reference.
+"""Writers of the baselines: the published formats (docs/formats.md) and the raw reference.
 
 Every writer has the signature of :func:`wspace.io.export_zoo` — ``write(zoo, dst, fmt)`` —
 and writes the rows of a wspace :class:`~wspace.Zoo`, so the benchmark exports its store the

@@ -25,17 +25,14 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 BUCKET = "wspace-test"
 
 
+KERAS_DATA = Path(__file__).resolve().parent / "data" / "keras-lenet5"
+
+
 def keras_data_dir() -> Path:
-    """``shared/data/keras-lenet5``: real Keras 2 files, beside the checkout (or $WSPACE_SHARED)."""
-    candidates = [Path(os.environ["WSPACE_SHARED"])] if "WSPACE_SHARED" in os.environ else []
-    here = Path(__file__).resolve()
-    candidates += [parent / "shared" for parent in here.parents] + [Path("/work/shared")]
-    for shared in candidates:
-        if (shared / "data" / "keras-lenet5" / "predictions.json").is_file():
-            return shared / "data" / "keras-lenet5"
-    raise FileNotFoundError(
-        "shared/data/keras-lenet5 not found beside the checkout; set WSPACE_SHARED"
-    )
+    """``tests/data/keras-lenet5``: real Keras 2 files and their predictions (see its README)."""
+    if not (KERAS_DATA / "predictions.json").is_file():  # no skip: these files are the contract
+        raise FileNotFoundError(f"{KERAS_DATA} is incomplete: the checkout lacks the Keras files")
+    return KERAS_DATA
 
 
 @dataclass

@@ -6,7 +6,7 @@ Usage: ``python keras_side.py JOB.json`` where the job is::
      "predict": [{"file": "a.h5", "out": "a.npz", "load_model": true}, ...],
      "save": {"dir": "folder", "models": [["church", 5], ...], "seed": 0}}
 
-``predict``: the reference LeNet-5 (FORMATS.md §1) built in Keras loads each file with
+``predict``: the reference LeNet-5 (docs/formats.md) built in Keras loads each file with
 ``model.load_weights`` and, for full-model files, ``keras.models.load_model`` also loads it;
 both predictions on the inputs go to ``out`` (npz: ``load_weights``, ``load_model``).
 ``save``: models with random weights, compiled and trained one step (so the files carry an

@@ -7,6 +7,7 @@ import uuid
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import binomtest
 
 import wspace
 from wspace.analysis.classify import CLASSIFIERS, classify_weights, make_classifier
@@ -18,9 +19,14 @@ def _zoo(**kwargs: object) -> wspace.Zoo:
     return wspace.open(class_zoo(f"memory://classify-{uuid.uuid4().hex}", **kwargs))  # type: ignore[arg-type]
 
 
+def _p_above(row: pd.Series, chance: float) -> float:
+    """One-sided binomial p-value of a classifier's test hits at a chance rate."""
+    return float(binomtest(int(row.correct), int(row.n_test), chance, alternative="greater").pvalue)
+
+
 @pytest.fixture(scope="module")
 def shifted() -> wspace.Zoo:
-    return _zoo(per_class=12, shift=2.0, segment_rows=5)
+    return _zoo(per_class=24, shift=2.0, segment_rows=5)
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +38,12 @@ def test_shifted_class_means_are_classified_almost_perfectly(shifted):
     result = classify_weights(shifted, "cls", features="flat", seed=0)
     assert list(result.table.index) == list(CLASSIFIERS)
     assert result.n_train + result.n_test == len(shifted)
-    assert result.n_test == 11 and result.stratified  # ceil(30 % of 36 networks)
-    assert result.chance == {"majority": pytest.approx(4 / 11), "uniform": pytest.approx(1 / 3)}
+    assert result.n_test == 22 and result.stratified  # ceil(30 % of 72 networks)
+    assert result.chance == {"majority": pytest.approx(8 / 22), "uniform": pytest.approx(1 / 3)}
+    # Over 30 runs (zoo seeds 0-9 x split seeds 0-2) naive Bayes, the forest and the SVM got
+    # every test network right, the MLP (50 training networks of 495 weights) 18-22 of 22.
     for name, row in result.table.iterrows():
-        assert row.accuracy >= 0.9, name
+        assert row.accuracy >= (0.95 if name != "mlp" else 0.7), name
         assert row.ci_low <= row.accuracy <= row.ci_high
         assert row.ci_low > result.chance["majority"], name  # beats chance with confidence
     assert set(result.train_models).isdisjoint(result.test_models)
@@ -45,13 +53,16 @@ def test_identical_distributions_are_classified_near_chance(identical):
     result = classify_weights(identical, "cls", features="flat", seed=0)
     chance = result.chance["uniform"]
     for name, row in result.table.iterrows():
-        # 36 test networks: an accuracy of 0.6 has probability < 1e-3 at chance
-        assert row.accuracy < 0.6, name
-        assert row.ci_low < chance + 0.05, name
+        # 36 test networks: not better than chance at p = 1e-3 (at most 21 right, an accuracy
+        # of 0.58; over 12 runs the best classifier got 0.39-0.58)
+        assert _p_above(row, chance) >= 1e-3, (name, row.accuracy)
 
 
 def test_stats_and_layer_features_see_only_what_they_are_given():
-    zoo = _zoo(per_class=10, shift={"fc": 0.5})
+    # 20 per class, 18 test networks: over 16 runs (zoo seeds 0-7 x split seeds 0-1) naive
+    # Bayes got 0.94-1.0 on fc and 0.17-0.56 on conv, the forest 1.0 (10 per class: fc
+    # 0.78-1.0, at the threshold)
+    zoo = _zoo(per_class=20, shift={"fc": 0.5})
     on_fc = classify_weights(zoo, models=["naive_bayes"], features="fc", seed=0)
     on_conv = classify_weights(zoo, models=["naive_bayes"], features=["conv"], seed=0)
     on_stats = classify_weights(zoo, models=["random_forest"], features="stats", seed=0)

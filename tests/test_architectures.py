@@ -1,4 +1,4 @@
-"""LeNet-5 of FORMATS.md §1 and the architecture registry."""
+"""The LeNet-5 of docs/formats.md and the architecture registry."""
 
 from __future__ import annotations
 

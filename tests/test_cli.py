@@ -7,12 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import typer
 from typer.testing import CliRunner
 
 import wspace
-from wspace.cli import app
-from wspace.testing import tiny_zoo
+from wspace.cli import app, reports_errors
+from wspace.errors import StoreNotFoundError
+from wspace.layout import Layout
+from wspace.testing import SMALL_LAYOUT, tiny_weights, tiny_zoo
 
 runner = CliRunner()
 
@@ -120,3 +124,86 @@ def test_demo_trains_and_queries_a_zoo(tmp_path):
         assert (report / name).stat().st_size > 5_000, name
         assert f"]({name})" in markdown
     assert run("demo", path).returncode == 2  # refuses to overwrite without --overwrite
+
+
+def test_help_describes_every_command_and_the_report_forms():
+    out = run("--help")
+    for command in ("info", "ls", "compact", "verify", "vacuum", "import", "export", "demo"):
+        assert f" {command} " in out.stdout, command
+    assert " train " in out.stdout and " report " in out.stdout
+    report = runner.invoke(app, ["report", "--help"], terminal_width=200)
+    assert report.exit_code == 0
+    assert "[all|metrics] URL" in report.output and "lone word is always the store" in report.output
+    metrics = runner.invoke(app, ["report", "metrics", "--help"], terminal_width=200)
+    assert metrics.exit_code == 0 and "--csv" in metrics.output and "--fast" not in metrics.output
+
+
+# -- `wspace report [NAME] URL`: a store may be named like a report ---------------------------
+def _store_named_metrics(folder: Path) -> None:
+    """A small store at ``folder/metrics`` with the columns of a metrics table."""
+    layout = Layout.from_dict(SMALL_LAYOUT)
+    path = str(folder / "metrics")
+    wspace.create(path, layout)
+    with wspace.writer(path) as w:
+        for i in range(6):
+            scores = {"accuracy": 0.9 + i / 100, "precision": 0.8, "recall": 0.7, "f1": 0.75}
+            w.append(tiny_weights(i, layout.size), model=f"m{i}", cls="ab"[i % 2], **scores)
+
+
+@pytest.fixture
+def in_folder_with_metrics_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    _store_named_metrics(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_report_metrics_then_a_url_prints_the_metrics_table(in_folder_with_metrics_store):
+    out = runner.invoke(app, ["report", "metrics", "metrics", "--csv", "t.csv"])
+    assert out.exit_code == 0, out.output
+    assert "Accuracy Min" in out.output and "wrote t.csv" in out.output
+    assert pd.read_csv("t.csv")["Count"].tolist() == [3, 3, 6]
+    assert not Path("report").exists()  # not the full report
+
+
+def test_a_lone_word_is_the_store_even_when_it_names_a_report(in_folder_with_metrics_store):
+    out = runner.invoke(app, ["report", "metrics", "--fast"])  # the store ./metrics
+    assert out.exit_code == 0, out.output
+    assert "wrote report/report.md" in out.output
+    assert "## Metrics of the networks" in Path("report/report.md").read_text()
+    # options of the full report after the word: still the store (an unknown store says so)
+    for args in (
+        ["report", "./metrics", "--out", "r", "--arch", "nope"],
+        ["report", "metrics", "--out", "r", "--arch", "nope"],
+        ["report", "all", "metrics", "--out", "r", "--arch", "nope"],
+    ):
+        out = runner.invoke(app, args)
+        assert out.exit_code == 2 and "no architecture 'nope'" in out.output, (args, out.output)
+    out = runner.invoke(app, ["report", "--out", "r", "--fast", "all"])  # options first
+    assert out.exit_code == 2 and "no wspace store at 'all'" in out.output, out.output
+
+
+def test_a_report_word_with_its_own_options_but_no_url_asks_for_the_url(
+    in_folder_with_metrics_store,
+):
+    out = runner.invoke(app, ["report", "metrics", "--csv", "t.csv"])
+    assert out.exit_code == 2
+    assert "Missing argument" in out.output and "report metrics" in out.output
+    assert not Path("t.csv").exists() and not Path("report").exists()
+
+
+def test_error_decorator_reports_wspace_errors_and_keeps_bugs_loud(capsys):
+    @reports_errors
+    def missing_store() -> None:
+        raise StoreNotFoundError("no wspace store at 'x'")
+
+    @reports_errors
+    def bug() -> None:
+        return {}["key"]  # type: ignore[no-any-return]
+
+    with pytest.raises(typer.Exit) as info:
+        missing_store()
+    assert info.value.exit_code == 2
+    assert capsys.readouterr().err == "wspace: error: no wspace store at 'x'\n"
+    with pytest.raises(KeyError):  # a bug is not turned into an error message
+        bug()
+    assert capsys.readouterr().err == ""

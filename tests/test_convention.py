@@ -143,7 +143,7 @@ def test_keras_view_of_torch_net_computes_the_same_function():
     assert not np.allclose(wrong, kernel("dense").numpy())
 
 
-# -- real Keras 2 files (shared/data/keras-lenet5) --------------------------------------------
+# -- real Keras 2 files (tests/data/keras-lenet5) ---------------------------------------------
 def data_dir() -> Path:
     # no skip: these files are the contract with Keras; a missing folder must fail loudly
     return keras_data_dir()

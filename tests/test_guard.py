@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import http.client
 
+import aiohttp
+import botocore.exceptions
 import pytest
+from fsspec.exceptions import FSTimeoutError
 from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import MemoryStore, WrapperStore
 
 import wspace
-from wspace.store.guard import GuardedStore, RetryPolicy
+from wspace.store.guard import GuardedStore, RetryPolicy, guarded_sync, storage_fault
 
 FAST = RetryPolicy(attempts=3, backoff=0.001, timeout=0.5)
 BUF = default_buffer_prototype().buffer.from_bytes(b"abc")
@@ -46,15 +50,52 @@ def guarded(error: BaseException, times: int) -> tuple[GuardedStore, FailingStor
     return GuardedStore(failing, url="memory://guarded", policy=FAST), failing
 
 
-@pytest.mark.parametrize(
-    "error",
-    [OSError(errno.EIO, "I/O error"), ConnectionResetError(), TimeoutError(), RuntimeError("5xx")],
-)
+STORAGE_FAULTS = [
+    OSError(errno.EIO, "I/O error"),
+    ConnectionResetError(),
+    TimeoutError("read timed out"),
+    FSTimeoutError("timed out"),
+    aiohttp.ServerDisconnectedError(),
+    aiohttp.ClientConnectionError("connection lost"),
+    aiohttp.ClientPayloadError("response payload is not completed"),
+    botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1:1"),
+    botocore.exceptions.ReadTimeoutError(endpoint_url="http://127.0.0.1:1"),
+    botocore.exceptions.ClientError({"Error": {"Code": "SlowDown"}}, "PutObject"),
+    http.client.IncompleteRead(b"ab", 3),
+    asyncio.IncompleteReadError(b"ab", 3),
+]
+PROGRAMMING_ERRORS = [
+    AttributeError("'NoneType' object has no attribute 'key'"),
+    IndexError("list index out of range"),
+    AssertionError("invariant"),
+    TypeError("unsupported operand"),
+    KeyError("k"),
+    ValueError("bad"),
+    RuntimeError("not a storage fault"),
+    ZeroDivisionError("division by zero"),
+    NotImplementedError("todo"),
+]
+
+
+def _name(error: BaseException) -> str:
+    return type(error).__name__
+
+
+@pytest.mark.parametrize("error", STORAGE_FAULTS, ids=_name)
 def test_transient_failures_are_retried(error):
+    assert storage_fault(error)
     store, failing = guarded(error, times=2)
     sync(store.set("k", BUF))
     assert failing.calls == 3
     assert sync(store.get("k", default_buffer_prototype())).to_bytes() == b"abc"
+
+
+@pytest.mark.parametrize("error", STORAGE_FAULTS, ids=_name)
+def test_lasting_storage_faults_become_storage_errors(error):
+    store, failing = guarded(error, times=10)
+    with pytest.raises(wspace.StorageError, match=f"failed after 3 tries: {_name(error)}") as info:
+        sync(store.get("k", default_buffer_prototype()))
+    assert info.value.__cause__ is error and failing.calls == 3
 
 
 def test_persistent_failure_becomes_a_storage_error_naming_store_and_key():
@@ -80,12 +121,34 @@ def test_permission_denied_on_write_is_read_only():
     assert failing.calls == 2
 
 
-@pytest.mark.parametrize("error", [FileNotFoundError("k"), ValueError("bad"), KeyError("k")])
-def test_answers_and_programming_errors_pass_unchanged(error):
-    store, failing = guarded(error, times=10)
-    with pytest.raises(type(error)):
-        sync(store.get("k", default_buffer_prototype()))
-    assert failing.calls == 1
+@pytest.mark.parametrize("error", [FileNotFoundError("k"), *PROGRAMMING_ERRORS], ids=_name)
+def test_answers_and_programming_errors_pass_unchanged_at_once(error):
+    assert isinstance(error, FileNotFoundError) or not storage_fault(error)
+    for call in (
+        lambda store: store.get("k", default_buffer_prototype()),
+        lambda store: store.set("k", BUF),
+    ):
+        store, failing = guarded(error, times=10)
+        with pytest.raises(type(error)) as info:
+            sync(call(store))
+        assert info.value is error  # not wrapped, not retried
+        assert failing.calls == 1
+        # its traceback still reaches the line that raised it
+        assert "_fail" in [entry.name for entry in info.traceback]
+
+
+@pytest.mark.parametrize("error", PROGRAMMING_ERRORS, ids=_name)
+def test_programming_errors_in_local_file_calls_pass_unchanged_at_once(error, tmp_path):
+    calls = []
+
+    def call() -> None:
+        calls.append(1)
+        raise error
+
+    policy = RetryPolicy(attempts=3, backoff=0.001)
+    with pytest.raises(type(error)) as info:
+        guarded_sync(call, url=str(tmp_path), what="reading", key="k", policy=policy)
+    assert info.value is error and calls == [1]
 
 
 def test_a_call_without_answer_times_out():

@@ -36,7 +36,7 @@ Init: TypeAlias = Literal["torch", "keras"]
 
 
 class LeNet5(nn.Module):
-    """The LeNet-5 of the hypernetwork zoo (Kurtenbach & Shamir; FORMATS.md §1), in torch.
+    """The LeNet-5 of the hypernetwork zoo (Kurtenbach & Shamir; docs/formats.md), in torch.
 
     Input ``(N, 3, 32, 32)``, NCHW in [0, 1]; output ``(N, 1)``, the sigmoid probability of the
     positive class. Modules carry the Keras layer names, so ``zoo.layer("dense_1")`` means the
@@ -142,7 +142,7 @@ def lenet5_layout() -> Layout:
 def lenet5_keras_layout() -> Layout:
     """The Keras-convention :class:`~wspace.layout.Layout` of the LeNet-5 zoo (cached).
 
-    The layout of the published Keras files (FORMATS.md §1): per layer ``kernel`` then
+    The layout of the published Keras files (docs/formats.md): per layer ``kernel`` then
     ``bias`` (the order of Keras' ``weight_names``), kernels ``(kh, kw, in, out)`` and
     ``(in, out)``, source names the HDF5 paths under ``model_weights``, and ``dense/kernel``
     reading the flattened ``(h, w, c) = (2, 2, 120)`` map. Its ``architecture`` is

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import operator
 import re
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -95,23 +96,38 @@ def apply_where(zoo: wspace.Zoo, expressions: list[str] | None) -> wspace.Zoo:
     return zoo
 
 
-def _fail(exc: Exception) -> None:
-    typer.echo(f"wspace: error: {exc}", err=True)
-    raise typer.Exit(2)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Run a command so that a wspace or storage error ends it with one line and exit status 2.
+
+    A :class:`~wspace.errors.WspaceError` or :class:`OSError` (a missing file, a store that
+    cannot be reached) is printed as ``wspace: error: MESSAGE`` on stderr and the command exits
+    with status 2. Anything else is a bug and keeps its traceback.
+    """
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except (WspaceError, OSError) as exc:
+            typer.echo(f"wspace: error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return run
 
 
 @app.command()
+@reports_errors
 def info(
     url: URL,
     storage_option: OPTIONS = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Summarise a store: rows, models, architectures and layouts, columns, segments, bytes."""
-    try:
-        summary = wspace.info(url, storage_options=_options(storage_option))
-    except (WspaceError, OSError) as exc:
-        _fail(exc)
-        return
+    summary = wspace.info(url, storage_options=_options(storage_option))
     if as_json:
         for arch in summary["archs"].values():
             arch["layout"] = arch["layout"].to_dict("records")
@@ -121,6 +137,7 @@ def info(
 
 
 @app.command("ls")
+@reports_errors
 def ls(
     url: URL,
     storage_option: OPTIONS = None,
@@ -133,22 +150,16 @@ def ls(
     columns: Annotated[str | None, typer.Option(help="Comma-separated columns.")] = None,
 ) -> None:
     """List the rows of a store with their metadata."""
-    try:
-        zoo = apply_where(
-            wspace.open(url, storage_options=_options(storage_option), arch=arch), where
-        )
-        frame = zoo.models
-        if columns:
-            wanted = [c.strip() for c in columns.split(",")]
-            missing = [c for c in wanted if c not in frame.columns]
-            if missing:
-                raise CoordinateNotFoundError(
-                    f"no column(s) {missing}; columns: {listing(frame.columns)}"
-                )
-            frame = frame[wanted]
-    except (WspaceError, OSError) as exc:
-        _fail(exc)
-        return
+    zoo = apply_where(wspace.open(url, storage_options=_options(storage_option), arch=arch), where)
+    frame = zoo.models
+    if columns:
+        wanted = [c.strip() for c in columns.split(",")]
+        missing = [c for c in wanted if c not in frame.columns]
+        if missing:
+            raise CoordinateNotFoundError(
+                f"no column(s) {missing}; columns: {listing(frame.columns)}"
+            )
+        frame = frame[wanted]
     shown = frame if limit <= 0 else frame.head(limit)
     with pd.option_context("display.max_columns", 20, "display.width", 160):
         typer.echo(shown.to_string(index=False) if len(shown) else "(no rows)")
@@ -157,17 +168,14 @@ def ls(
 
 
 @app.command()
+@reports_errors
 def compact(
     url: URL,
     storage_option: OPTIONS = None,
     arch: Annotated[str | None, typer.Option(help="Only this architecture.")] = None,
 ) -> None:
     """Merge writer segments into read-optimised archives (atomic for readers)."""
-    try:
-        done = wspace.compact(url, arch=arch, storage_options=_options(storage_option))
-    except (WspaceError, OSError) as exc:
-        _fail(exc)
-        return
+    done = wspace.compact(url, arch=arch, storage_options=_options(storage_option))
     if not done:
         typer.echo("nothing to compact")
     for name, rows in done.items():
@@ -175,6 +183,7 @@ def compact(
 
 
 @app.command()
+@reports_errors
 def canonicalize(
     url: URL,
     storage_option: OPTIONS = None,
@@ -187,27 +196,20 @@ def canonicalize(
     from wspace.weightspace.canonical import save_canonical
 
     options = _options(storage_option)
-    try:
-        zoo = wspace.open(url, storage_options=options, arch=arch)
-        ref: int | str = int(reference) if reference.lstrip("-").isdigit() else reference
-        done = run(zoo, method, reference=ref)  # type: ignore[arg-type]
-        path = save_canonical(url, done, storage_options=options)
-    except (WspaceError, OSError) as exc:
-        _fail(exc)
-        return
+    zoo = wspace.open(url, storage_options=options, arch=arch)
+    ref: int | str = int(reference) if reference.lstrip("-").isdigit() else reference
+    done = run(zoo, method, reference=ref)  # type: ignore[arg-type]
+    path = save_canonical(url, done, storage_options=options)
     typer.echo(
         f"canonical form {method!r} of {len(zoo)} rows stored at {path} (version {done.version})"
     )
 
 
 @app.command()
+@reports_errors
 def verify(url: URL, storage_option: OPTIONS = None) -> None:
     """Re-read every chunk; list damaged ones by model and layer (exit 1 if any)."""
-    try:
-        report = wspace.verify(url, storage_options=_options(storage_option))
-    except (WspaceError, OSError) as exc:
-        _fail(exc)
-        return
+    report = wspace.verify(url, storage_options=_options(storage_option))
     for p in report.problems:
         tensors = f" tensors={','.join(p.tensors)}" if p.tensors else ""
         typer.echo(
@@ -223,6 +225,7 @@ def verify(url: URL, storage_option: OPTIONS = None) -> None:
 
 
 @app.command()
+@reports_errors
 def vacuum(
     url: URL,
     storage_option: OPTIONS = None,
@@ -232,13 +235,9 @@ def vacuum(
     dry_run: Annotated[bool, typer.Option(help="Only report what would be removed.")] = False,
 ) -> None:
     """Delete uncommitted and superseded data older than a grace period."""
-    try:
-        removed = wspace.vacuum(
-            url, grace_seconds=grace, dry_run=dry_run, storage_options=_options(storage_option)
-        )
-    except (WspaceError, OSError) as exc:
-        _fail(exc)
-        return
+    removed = wspace.vacuum(
+        url, grace_seconds=grace, dry_run=dry_run, storage_options=_options(storage_option)
+    )
     verb = "would remove" if dry_run else "removed"
     typer.echo(
         f"{verb} {len(removed['segments'])} segment(s) and {len(removed['chunks'])} chunk(s), "
@@ -282,6 +281,7 @@ FORMAT_OPTIONS = Annotated[
     + "\n\nauto: the one format that recognises SRC (an error lists the candidates when "
     "several do)",
 )
+@reports_errors
 def import_(
     fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="Format name (see above), or auto.")],
     src: Annotated[str, typer.Argument(metavar="SRC", help="File or folder to import.")],
@@ -291,16 +291,12 @@ def import_(
 ) -> None:
     from wspace.io import AUTO, detect_format, import_zoo
 
-    try:
-        if fmt == AUTO:
-            fmt = detect_format(src).name
-            typer.echo(f"format {fmt} (detected)")
-        report = import_zoo(
-            fmt, src, url, storage_options=_options(storage_option), **_format_options(option)
-        )
-    except (WspaceError, OSError) as exc:
-        _fail(exc)
-        return
+    if fmt == AUTO:
+        fmt = detect_format(src).name
+        typer.echo(f"format {fmt} (detected)")
+    report = import_zoo(
+        fmt, src, url, storage_options=_options(storage_option), **_format_options(option)
+    )
     typer.echo(
         f"imported {report.rows} row(s) of {len(set(report.models))} model(s) into "
         f"{report.url} ({', '.join(report.archs) or 'no architecture'}); "
@@ -309,15 +305,12 @@ def import_(
 
 
 @app.command("formats")
+@reports_errors
 def formats_() -> None:
     """List the formats (built-in, then those of plugins) with their options and defaults."""
     from wspace.io import FORMATS, formats
 
-    try:
-        found = formats()
-    except (WspaceError, OSError) as exc:
-        _fail(exc)
-        return
+    found = formats()
     for name, fmt in found.items():
         origin = "" if name in FORMATS else f"  [plugin: {type(fmt).__module__}]"
         typer.echo(f"{name}: {fmt.summary}{origin}")
@@ -333,6 +326,7 @@ def formats_() -> None:
     help="Export the rows of the store SRC_URL (optionally filtered) to DST in a published "
     "format.\n\nFormats:\n\n" + _format_help(),
 )
+@reports_errors
 def export(
     url: Annotated[str, typer.Argument(metavar="SRC_URL", help="Store: path or fsspec URL.")],
     dst: Annotated[str, typer.Argument(help="Folder (or file) to write.")],
@@ -347,14 +341,8 @@ def export(
 ) -> None:
     from wspace.io import export_zoo
 
-    try:
-        zoo = apply_where(
-            wspace.open(url, storage_options=_options(storage_option), arch=arch), where
-        )
-        files = export_zoo(zoo, dst, fmt, **_format_options(option))
-    except (WspaceError, OSError) as exc:
-        _fail(exc)
-        return
+    zoo = apply_where(wspace.open(url, storage_options=_options(storage_option), arch=arch), where)
+    files = export_zoo(zoo, dst, fmt, **_format_options(option))
     typer.echo(f"exported {len(zoo)} row(s) to {len(files)} file(s) under {dst}")
 
 
@@ -363,26 +351,57 @@ train_app = typer.Typer(
 )
 
 
-class _ReportGroup(TyperGroup):
-    """``wspace report URL ...`` is ``wspace report all URL ...``; subcommands keep their names."""
+class ReportGroup(TyperGroup):
+    """The ``wspace report`` commands: ``report [NAME] URL``, where NAME defaults to ``all``.
 
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's (vendored) Context
-        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
-            args = ["all", *args]  # a store URL (a local folder named like a subcommand: ./NAME)
-        return super().parse_args(ctx, args)
+    The first word names a report when a store URL follows it; a lone word is the store. So
+    ``wspace report URL`` is ``wspace report all URL``, ``wspace report metrics URL`` prints
+    the metrics table, and ``wspace report metrics`` (or ``./metrics``) reports on the store
+    at ``./metrics``. A word followed by options that only its report takes (``report metrics
+    --csv t.csv``) stays that report, which then asks for its URL. What a command line means
+    never depends on which folders exist.
+    """
+
+    default_command = "all"
+
+    # ctx and the commands are typer's vendored click types, which typer does not export
+    def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
+        """The report ``args[0]`` names when a URL (or ``--help``) follows it, else ``all``."""
+        name, rest = args[0], args[1:]
+        command = self.commands.get(name)
+        default = self.commands[self.default_command]
+        if command is not None and (
+            any(arg in ctx.help_option_names for arg in rest)
+            or _parsed_url(command, name, rest, ctx) is not None
+            or _parsed_url(default, self.default_command, args, ctx) is None
+        ):
+            return name, command, rest
+        return self.default_command, default, args
+
+
+def _parsed_url(command: Any, name: str, args: list[str], ctx: Any) -> str | None:
+    """The URL in ``args`` parsed as ``command``'s command line (None: none, or no valid line)."""
+    probe = command.make_context(name, list(args), parent=ctx, resilient_parsing=True)
+    url = probe.params.get("url")
+    return None if url is None else str(url)
 
 
 report_app = typer.Typer(
-    cls=_ReportGroup,
+    cls=ReportGroup,
     help="Reports computed from a zoo: `wspace report URL --out DIR` writes the full report "
-    "(Markdown, HTML, figures); `wspace report metrics URL` prints the metrics table.",
+    "(Markdown, HTML, figures; same as `report all URL`); `wspace report metrics URL` prints "
+    "the metrics table. A lone word is always the store: `wspace report metrics` reports on "
+    "./metrics.",
     no_args_is_help=True,
+    subcommand_metavar="[all|metrics] URL [OPTIONS]",
+    context_settings={"ignore_unknown_options": True},  # options before the URL go to `all`
 )
 app.add_typer(train_app, name="train")
 app.add_typer(report_app, name="report")
 
 
 @train_app.command("sweep")
+@reports_errors
 def train_sweep(
     spec: Annotated[str, typer.Argument(help="TOML sweep spec (docs/training.md).")],
     url: URL,
@@ -403,19 +422,15 @@ def train_sweep(
     from wspace.train.sweep import run_sweep
     from wspace.train.sweep_spec import load_spec
 
-    try:
-        report = run_sweep(
-            load_spec(spec),
-            url,
-            fixed=fixed,
-            networks=networks,
-            snapshots=snapshots,
-            device=device,
-            storage_options=_options(storage_option),
-        )
-    except (WspaceError, OSError) as exc:
-        _fail(exc)
-        return
+    report = run_sweep(
+        load_spec(spec),
+        url,
+        fixed=fixed,
+        networks=networks,
+        snapshots=snapshots,
+        device=device,
+        storage_options=_options(storage_option),
+    )
     typer.echo(
         f"{len(report.trained)} trained, {report.skipped} already in the store, "
         f"{report.planned} planned, {len(report.archs)} architecture group(s)"
@@ -423,6 +438,7 @@ def train_sweep(
 
 
 @train_app.command("lenet5")
+@reports_errors
 def train_lenet5(
     url: URL,
     storage_option: OPTIONS = None,
@@ -458,7 +474,7 @@ def train_lenet5(
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda (cuda:N) or mps.")] = "cpu",
 ) -> None:
-    """Train one-vs-all LeNet-5s (FORMATS.md §1) into URL; re-running resumes.
+    """Train one-vs-all LeNet-5s (the hypernetwork zoo's) into URL; re-running resumes.
 
     Every finished network is committed at once, so Ctrl-C or a killed worker loses only the
     networks in training; run the same command again to complete the zoo.
@@ -470,23 +486,19 @@ def train_lenet5(
         dataset=dataset, root=root, epochs=epochs, negatives=negatives, snapshots=snapshots,
         device=device,
     )  # fmt: skip
-    try:
-        report = train_zoo(
-            url,
-            classes=[c.strip() for c in classes.split(",")] if classes else None,
-            per_class=per_class,
-            settings=settings,
-            workers=workers,
-            threads_per_worker=threads,
-            scheduler=scheduler,
-            dask_local=dask_local,
-            seed=seed,
-            storage_options=_options(storage_option),
-            population=population,
-        )
-    except (WspaceError, OSError) as exc:
-        _fail(exc)
-        return
+    report = train_zoo(
+        url,
+        classes=[c.strip() for c in classes.split(",")] if classes else None,
+        per_class=per_class,
+        settings=settings,
+        workers=workers,
+        threads_per_worker=threads,
+        scheduler=scheduler,
+        dask_local=dask_local,
+        seed=seed,
+        storage_options=_options(storage_option),
+        population=population,
+    )
     typer.echo(
         f"{len(report.trained)} trained, {report.skipped} already in the store, "
         f"{report.planned} planned; {report.nets_per_minute:.1f} networks/minute"
@@ -501,6 +513,7 @@ def train_lenet5(
 
 
 @report_app.command("metrics")
+@reports_errors
 def report_metrics(
     url: URL,
     storage_option: OPTIONS = None,
@@ -513,12 +526,8 @@ def report_metrics(
     """Per-class min/max/avg of accuracy, precision, recall and F1 (the dataset card's table)."""
     from wspace.analysis.metrics import flat_columns, metrics_table
 
-    try:
-        zoo = wspace.open(url, storage_options=_options(storage_option), arch=arch)
-        table = metrics_table(zoo, by=by)
-    except (WspaceError, OSError) as exc:
-        _fail(exc)
-        return
+    zoo = wspace.open(url, storage_options=_options(storage_option), arch=arch)
+    table = metrics_table(zoo, by=by)
     flat = flat_columns(table)
     typer.echo(
         flat.to_markdown(index=False, floatfmt=".4f")
@@ -531,6 +540,7 @@ def report_metrics(
 
 
 @report_app.command("all")
+@reports_errors
 def report_all(
     url: URL,
     storage_option: OPTIONS = None,
@@ -553,14 +563,8 @@ def report_all(
     """Write report.md, report.html and figures: metrics, curves, classifiers, divergences."""
     from wspace.analysis.report import write_report
 
-    try:
-        zoo = wspace.open(url, storage_options=_options(storage_option), arch=arch)
-        result = write_report(
-            zoo, out, by=by, fast=fast, seed=seed, meta=meta, meta_epochs=meta_epochs
-        )
-    except (WspaceError, OSError) as exc:
-        _fail(exc)
-        return
+    zoo = wspace.open(url, storage_options=_options(storage_option), arch=arch)
+    result = write_report(zoo, out, by=by, fast=fast, seed=seed, meta=meta, meta_epochs=meta_epochs)
     typer.echo(
         f"wrote {result.markdown} and {result.html} ({len(result.figures)} figures) in "
         f"{result.seconds['total']:.1f} s"
@@ -576,6 +580,7 @@ def _has_tabulate() -> bool:
 
 
 @app.command()
+@reports_errors
 def demo(
     path: Annotated[str, typer.Argument(help="Where to write the demo store.")] = "demo-zoo.zarr",
     per_class: Annotated[int, typer.Option(help="Networks per digit class.")] = 3,
@@ -600,17 +605,14 @@ def demo(
     write its analysis report (Markdown, HTML, figures)."""
     from wspace.demo import run_demo
 
-    try:
-        run_demo(
-            path,
-            per_class=per_class,
-            epochs=epochs,
-            workers=workers,
-            classes=[c.strip() for c in classes.split(",")] if classes else None,
-            overwrite=overwrite,
-            echo=typer.echo,
-            report=report,
-            report_out=report_out,
-        )
-    except (WspaceError, OSError) as exc:
-        _fail(exc)
+    run_demo(
+        path,
+        per_class=per_class,
+        epochs=epochs,
+        workers=workers,
+        classes=[c.strip() for c in classes.split(",")] if classes else None,
+        overwrite=overwrite,
+        echo=typer.echo,
+        report=report,
+        report_out=report_out,
+    )

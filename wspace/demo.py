@@ -1,6 +1,6 @@
 """``wspace demo``: the main job — train a small digits zoo into a store, then query it.
 
-Trains one-vs-all LeNet-5s (FORMATS.md §1) on scikit-learn's digits (shipped offline), with
+Trains one-vs-all LeNet-5s (docs/formats.md) on scikit-learn's digits (shipped offline), with
 several worker processes appending concurrently to one store, then shows what a researcher
 does with the zoo: the store summary, lazy queries by class and layer, a Keras-oriented tensor,
 the per-class metrics table of the dataset card, a network rebuilt in torch that reproduces its

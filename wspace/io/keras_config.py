@@ -118,7 +118,7 @@ def model_config() -> dict[str, Any]:
 
 def training_config() -> dict[str, Any]:
     """The Keras 2.15 ``training_config`` of the zoo's training (Adam 1e-3, binary
-    cross-entropy; FORMATS.md §1), as ``model.compile`` records it.
+    cross-entropy; docs/formats.md), as ``model.compile`` records it.
 
     Examples
     --------

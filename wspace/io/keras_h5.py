@@ -1,4 +1,4 @@
-"""Format ``keras-h5``: the per-model Keras 2 HDF5 files of the LeNet-5 zoo (FORMATS.md §1).
+"""Format ``keras-h5``: the per-model Keras 2 HDF5 files of the LeNet-5 zoo (docs/formats.md).
 
 Import reads a folder of ``binary_oneVall_{class}_{count}_model.h5`` files, full-model files
 (weights under ``model_weights/``; ``optimizer_weights/`` is ignored) or weights-only files (layer
@@ -316,7 +316,7 @@ def _checked(f: h5py.File, where: str) -> dict[str, h5py.Dataset]:
             problems.append(f"missing weight(s) {listing(missing)}")
         if extra:
             problems.append(f"unexpected dataset(s) {listing(extra)}")
-        raise SchemaMismatchError(f"{where}: not a LeNet-5 of FORMATS.md §1: {'; '.join(problems)}")
+        raise SchemaMismatchError(f"{where}: not the LeNet-5 of the zoo: {'; '.join(problems)}")
     for spec in layout:
         data = found[spec.source_name]
         if data.shape != spec.shape:

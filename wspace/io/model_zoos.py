@@ -1,5 +1,5 @@
 """Model Zoos (Schürholt et al., "Model Zoos: A Dataset of Diverse Populations of Neural
-Network Models", FORMATS.md §4): Ray Tune trial folders.
+Network Models", docs/formats.md): Ray Tune trial folders.
 
 One folder per trained model (a Ray Tune trial), anywhere under the data set folder::
 

@@ -1,4 +1,4 @@
-"""NWS — the neural weight space of Eilertsen et al., "Classifying the classifier" (FORMATS.md §2).
+"""NWS, the neural weight space of Eilertsen et al., "Classifying the classifier" (docs/formats.md).
 
 A data set is a set of **run folders** listed by **split CSVs** (``nws_main_train.csv``, ...)::
 

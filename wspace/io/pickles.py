@@ -1,4 +1,4 @@
-"""Formats ``modelwise-pickle`` and ``layerwise-pickle``: the LeNet-5 zoo's pickles (FORMATS.md §1).
+"""Formats ``modelwise-pickle`` and ``layerwise-pickle``: the LeNet-5 pickles (docs/formats.md).
 
 ``modelwise-pickle`` — ``lenet5_onevall_wghts_bymodel_{YYYYmmdd_HHMMSS}.pkl``, a ``list`` of
 ``dict(model=str, parameters_by_layer={h5 path: torch.Tensor}, parameters_flat=torch.Tensor)``:

@@ -52,7 +52,9 @@ def create(
         Codec preset for weight chunks; see :data:`wspace.store.config.CODECS`.
     chunks
         Rows per chunk of compacted archives (one number, or ``{layer: rows}``); by default
-        chunks are sized to about 1 MiB per layer.
+        a layer's chunks hold as many rows as fit in ``chunk_bytes`` (128 KiB; at least one
+        row), in shards of about ``shard_bytes`` (32 MiB). Writer segments are chunked by
+        ``segment_bytes`` (4 MiB) or ``segment_rows``.
     **settings
         Further :class:`~wspace.store.config.StoreConfig` fields (``segment_rows``,
         ``chunk_bytes``, ``meta_rows``, ``commit_every``, ...).

@@ -12,7 +12,13 @@ retrying, becomes a wspace error that names the store and the key:
   at once (retrying cannot free space);
 * anything else after the last attempt: :class:`~wspace.errors.StorageError`.
 
-``FileNotFoundError`` and ``FileExistsError`` pass unchanged: they are answers, not faults.
+Only errors that storage can cause are retried or converted: :class:`OSError` (which covers
+timeouts, dropped connections, fsspec's ``FSTimeoutError`` and s3fs's translated S3 errors) and
+the storage clients' own classes (aiohttp's ``ClientError``, botocore's ``BotoCoreError`` and
+``ClientError``, ``http.client.HTTPException``, ``asyncio.IncompleteReadError``). Anything
+else — ``AttributeError``, ``IndexError``, ``AssertionError``, ``TypeError``, ``KeyError``,
+``ValueError``, ... — is a programming error: it passes unchanged, at once, with its traceback.
+``FileNotFoundError`` and ``FileExistsError`` pass unchanged too: they are answers, not faults.
 Retrying is safe because every write wspace makes is idempotent: a chunk PUT writes the same
 bytes again, and a commit record is created only if absent and recognised as one's own when a
 lost response makes the retry find it there (see :meth:`wspace.store.log.CommitLog.publish`).
@@ -22,9 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import http.client
 import logging
 import os
 import random
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -36,7 +44,7 @@ from zarr.storage import WrapperStore
 
 from wspace.errors import ReadOnlyStoreError, StorageError, WspaceError
 
-__all__ = ["GuardedStore", "RetryPolicy", "guarded_call"]
+__all__ = ["GuardedStore", "RetryPolicy", "guarded_call", "storage_fault"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -92,18 +100,55 @@ def _errno(exc: BaseException) -> int | None:
     return code if isinstance(code, int) else None
 
 
+CLIENT_ERRORS = (
+    ("aiohttp", "ClientError"),  # connection reset or refused, server disconnected, cut payload
+    ("botocore.exceptions", "BotoCoreError"),  # endpoint unreachable, read timeout, ...
+    ("botocore.exceptions", "ClientError"),  # an error answer of S3 that s3fs did not translate
+)
+"""``(module, class)``: the storage clients' errors that are not :class:`OSError`."""
+
+
+def storage_fault(exc: BaseException) -> bool:
+    """Whether ``exc`` is an error that storage can cause, rather than a programming error.
+
+    Parameters
+    ----------
+    exc
+        The exception a storage call raised.
+
+    Returns
+    -------
+    bool
+        True for :class:`OSError` and the storage clients' error classes (see the module's
+        docstring), which the guard retries or converts; False for everything else.
+
+    Examples
+    --------
+    >>> storage_fault(ConnectionResetError()), storage_fault(AttributeError("x"))
+    (True, False)
+    """
+    if isinstance(exc, OSError | http.client.HTTPException | asyncio.IncompleteReadError):
+        return True
+    for module_name, class_name in CLIENT_ERRORS:
+        module = sys.modules.get(module_name)  # a client never imported raised nothing
+        cls = getattr(module, class_name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return True
+    return False
+
+
 def _verdict(exc: Exception) -> str:
     """``pass`` (re-raise as is), ``denied``, ``full`` or ``retry``."""
     if isinstance(exc, WspaceError | FileNotFoundError | FileExistsError | NotADirectoryError):
         return "pass"
+    if not storage_fault(exc):
+        return "pass"  # a programming error, not a storage fault: surface it unchanged
     code = _errno(exc)
     if code in FULL:
         return "full"
     if isinstance(exc, PermissionError) or code in DENIED:
         return "denied"
-    if isinstance(exc, OSError) or not isinstance(exc, ValueError | TypeError | KeyError):
-        return "retry"  # I/O, network and server errors (botocore / aiohttp raise their own)
-    return "pass"  # a programming error of the caller, not a storage fault
+    return "retry"
 
 
 def _failure(exc: Exception, verdict: str, *, url: str, what: str, key: str, tries: int) -> OSError:

@@ -5,7 +5,7 @@ Two sources, both offline:
 - ``digits`` — scikit-learn's bundled 8x8 hand-written digits, upsampled to 32x32 and replicated to
   three channels, split train/validation with a fixed stratified split;
 - ``imagenette`` — a local copy of Imagenette in torchvision's ImageFolder layout (never
-  downloaded), the data set of the LeNet-5 hypernetwork zoo (FORMATS.md §1).
+  downloaded), the data set of the LeNet-5 hypernetwork zoo (docs/formats.md).
 
 scikit-learn, torchvision and PIL are imported when first needed: they are slow to import and
 most users of :mod:`wspace.train` need only one of them.
@@ -56,7 +56,7 @@ IMAGENETTE_WNIDS: dict[str, str] = {
 """ImageNet wnid -> class name of the 10 Imagenette classes, in label order."""
 
 IMAGENETTE_CLASSES: tuple[str, ...] = tuple(IMAGENETTE_WNIDS.values())
-"""Class names of ``imagenette`` (FORMATS.md §1); index = label."""
+"""Class names of ``imagenette`` (docs/formats.md); index = label."""
 
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 

@@ -1,4 +1,4 @@
-"""Train one-vs-all LeNet-5 classifiers as in the hypernetwork zoo (FORMATS.md §1).
+"""Train one-vs-all LeNet-5 classifiers as in the hypernetwork zoo (docs/formats.md).
 
 Adam (lr 1e-3), batch 128, binary cross-entropy on the sigmoid output; positives are the images
 of one class, negatives all the others (or a random subset of them). Everything random — the
