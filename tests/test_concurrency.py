@@ -44,11 +44,21 @@ def run(
 ) -> list[dict]:
     """Run writer (and reader) processes to the end; return the readers' reports."""
     stop = tmp_path / f"stop-{uuid.uuid4().hex[:6]}" if readers else None
+    # with readers, writers pause after their first commit until a reader has seen the
+    # store part-written, so a mid-write view is certain however fast the machine is
+    gate = str(tmp_path / f"gate-{uuid.uuid4().hex[:6]}") if readers else None
     outs = [tmp_path / f"reader-{uuid.uuid4().hex[:6]}.json" for _ in range(readers)]
     shape = {"size": size, "writers": writers, "per_writer": per_writer}
     reading = [
         start(
-            read_loop, url, str(out), str(stop), options=options, commit_every=commit_every, **shape
+            read_loop,
+            url,
+            str(out),
+            str(stop),
+            options=options,
+            commit_every=commit_every,
+            gate_file=gate,
+            **shape,
         )
         for out in outs
     ]
@@ -60,6 +70,7 @@ def run(
             options=options,
             size=size,
             commit_every=commit_every,
+            gate_file=gate,
         )
         for k in range(writers)
     ]

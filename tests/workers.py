@@ -71,11 +71,14 @@ def write_rows(
     env: Mapping[str, str] | None = None,
     skip_existing: bool = False,
     error_file: str | None = None,
+    gate_file: str | None = None,
 ) -> None:
     """Append rows ``indices`` (weights ``tiny_weights(i, size)``) through one writer.
 
     With ``skip_existing`` rows already committed are left out (a restarted job). A wspace
     error is written to ``error_file`` (type and message) and ends the process with code 3.
+    With ``gate_file`` the writer waits after its first commit until that file exists (at
+    most 120 s), so a reader is sure to see the store while writers are mid-way.
     """
     _setup(env)
     import wspace
@@ -84,15 +87,24 @@ def write_rows(
     try:
         with wspace.writer(url, storage_options=options, commit_every=commit_every) as w:
             done = {k[0] for k in w.committed_keys} if skip_existing else set()
-            for i in indices:
+            for count, i in enumerate(indices, start=1):
                 if name_of(i) in done:
                     continue
                 w.append(tiny_weights(i, size), model=name_of(i), seed=int(i))
+                if gate_file is not None and count == commit_every:
+                    _wait_for(Path(gate_file), seconds=120.0)
     except wspace.WspaceError as exc:
         if error_file is None:
             raise
         Path(error_file).write_text(json.dumps({"type": type(exc).__name__, "message": str(exc)}))
         os._exit(3)
+
+
+def _wait_for(path: Path, *, seconds: float) -> None:
+    """Wait until ``path`` exists or ``seconds`` have passed."""
+    deadline = time.monotonic() + seconds
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def compact(
@@ -145,11 +157,13 @@ def read_loop(
     writers: int,
     per_writer: int,
     commit_every: int,
+    gate_file: str | None = None,
 ) -> None:
     """Open and check the store until ``stop_file`` exists, then once more; report as JSON.
 
     The report holds the number of views checked, how many were partial (taken while
-    writers were still committing), and the first error, if any.
+    writers were still committing), and the first error, if any. After the first view that
+    holds some but not all rows the reader creates ``gate_file`` (writers may wait for it).
     """
     import wspace
 
@@ -167,7 +181,10 @@ def read_loop(
                     raise AssertionError(f"writer {k}: rows seen went back from {last[k]} to {n}")
             last = seen
             report["views"] += 1
-            report["partial"] += int(sum(seen.values()) < writers * per_writer)
+            visible = sum(seen.values())
+            report["partial"] += int(visible < writers * per_writer)
+            if gate_file is not None and 0 < visible < writers * per_writer:
+                Path(gate_file).touch()
             if final:
                 break
             time.sleep(0.01 if options is None else 0.2)  # spare the one-process S3 server
