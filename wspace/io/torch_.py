@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,24 +47,37 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from wspace.errors import (
-    FormatError,
-    SchemaMismatchError,
-    SourceNotFoundError,
-    UnsafePickleError,
-    listing,
-)
+from wspace.errors import FormatError, SchemaMismatchError, SourceNotFoundError
 from wspace.io.builtin_torch import Safetensors, StateDict
 from wspace.io.files import model_path, read_utf8, source_files, write_atomic
 from wspace.io.options import expect_format, option_int
 from wspace.io.row_files import write_rows
 from wspace.io.session import ImportSession
-from wspace.io.values import escape_column, py_value
+from wspace.io.torch_meta import COLUMNS_KEY as COLUMNS_KEY
+from wspace.io.torch_meta import (
+    LAYOUT_FILE,
+    LAYOUT_KEY,
+    SIDECAR,
+    decode_header,
+    encode_header,
+    json_default,
+    read_header,
+    split_name,
+)
+from wspace.io.torch_meta import ROW_KEY as ROW_KEY
+from wspace.io.torch_meta import file_stem as file_stem
+from wspace.io.torch_tensors import (
+    check_tensors,
+    floating,
+    layout_of,
+    load_state_dict,
+    read_tensors,
+    row_state_dict,
+)
+from wspace.io.values import py_value
 from wspace.layout import Layout
 
 if TYPE_CHECKING:
-    import torch
-
     from wspace.io.format import ImportReport
     from wspace.query import Zoo
     from wspace.store.backend import StoreLike
@@ -83,186 +94,7 @@ __all__ = [
 ]
 
 
-SIDECAR = "metadata.jsonl"
-LAYOUT_FILE = "layout.json"
-COLUMNS_KEY, LAYOUT_KEY, ROW_KEY = "wspace.columns", "wspace.layout", "wspace.row"
-_NAME = re.compile(r"^(?P<model>.+)@(?P<step>-?\d+)$")
 _EXTENSIONS = {f.name: f.suffixes for f in (StateDict, Safetensors)}
-
-
-def split_name(stem: str) -> tuple[str, int | None]:
-    """``(model, step)`` of a file name without its extension (``"church_3@20"``).
-
-    Examples
-    --------
-    >>> split_name("church_3@20"), split_name("runs/a"), split_name("x@y")
-    (('church_3', 20), ('runs/a', None), ('x@y', None))
-    """
-    match = _NAME.match(stem)
-    if match is None:
-        return stem, None
-    return match["model"], int(match["step"])
-
-
-def file_stem(model: str, step: int | None) -> str:
-    """Inverse of :func:`split_name`."""
-    return model if step is None else f"{model}@{step}"
-
-
-def load_state_dict(
-    path: str | os.PathLike[str], *, key: str | None = None, mmap: bool = False
-) -> dict[str, torch.Tensor]:
-    """Load a ``state_dict`` from a torch file with ``weights_only=True``.
-
-    Parameters
-    ----------
-    path
-        The file.
-    key
-        Take the state_dict stored under this key of a checkpoint dict
-        (``"model_state_dict"``).
-    mmap
-        Memory-map the tensors (zip-format files; others are loaded normally).
-
-    Raises
-    ------
-    UnsafePickleError
-        ``torch.load(weights_only=True)`` refused the file: it needs more than tensors and
-        containers to load (or is not a pickle at all); nothing in it was run.
-    FormatError
-        The file is not a readable torch file, or not a mapping of names to tensors.
-    """
-    import torch
-
-    path = Path(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n|$)", str(exc))
-        reason = found[1].split(" Please use")[0] if found else str(exc).splitlines()[0]
-        if found and "global" not in reason.lower():  # garbage ("Unsupported operand 110")
-            raise FormatError(f"{path}: not a readable torch file: {reason}") from None
-        raise UnsafePickleError(
-            f"{path}: refused by torch.load(weights_only=True), nothing in it was run: {reason}"
-        ) from None
-    except RuntimeError as exc:
-        if mmap and "mmap" in str(exc):
-            return load_state_dict(path, key=key)
-        raise FormatError(f"{path}: not a readable torch file: {exc}") from None
-    except Exception as exc:  # untrusted bytes: IndexError, struct.error, ...
-        raise FormatError(f"{path}: not a readable torch file: {exc!r}") from None
-    if key is not None:
-        if not isinstance(obj, Mapping) or key not in obj:
-            raise FormatError(f"{path}: no key {key!r} (-O key=...) in the file")
-        obj = obj[key]
-    if not isinstance(obj, Mapping) or not obj:
-        raise FormatError(f"{path}: holds a {type(obj).__name__}, not a state_dict of tensors")
-    bad = [str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise FormatError(
-            f"{path}: not a flat state_dict: {listing(bad)} are not tensors (a checkpoint dict? "
-            "pass -O key=NAME of the state_dict in it)"
-        )
-    return {str(k): v for k, v in obj.items()}
-
-
-def floating(tensors: Mapping[str, Any]) -> dict[str, Any]:
-    """The floating-point tensors of a state_dict (integer buffers such as
-    ``num_batches_tracked`` are not weights)."""
-    return {k: v for k, v in tensors.items() if v.is_floating_point()}
-
-
-def layout_of(path: Path, name: str, fmt: str = "state-dict", key: str | None = None) -> Layout:
-    """The layout of a file's floating tensors (``Layout.from_torch``, in the file's order)."""
-    try:
-        return Layout.from_torch(floating(_read_tensors(path, fmt, key)), name=name)
-    except SchemaMismatchError as exc:
-        raise FormatError(f"{path}: {exc}") from None
-
-
-def check_tensors(
-    path: Path, layout: Layout, first: Path, fmt: str = "state-dict", key: str | None = None
-) -> None:
-    """Refuse a file whose floating tensors (read from its header) are not ``layout``'s,
-    the layout of the file ``first``."""
-    shapes = _tensor_shapes(path, fmt, key)
-    expected = {t.source_name: t.shape for t in layout}
-    missing = [k for k in expected if k not in shapes]
-    extra = [k for k in shapes if k not in expected]
-    wrong = [
-        f"{k} {shapes[k]} (not {s})" for k, s in expected.items() if k in shapes and shapes[k] != s
-    ]
-    parts = [
-        f"{what} {listing(names)}"
-        for what, names in (("missing", missing), ("unexpected", extra), ("shapes", wrong))
-        if names
-    ]
-    if parts:
-        raise FormatError(
-            f"{path}: its tensors do not match the layout of {first}: {'; '.join(parts)}"
-        )
-
-
-def _floating_dtype(dtype: Any) -> bool:
-    text = str(dtype).lower()
-    return any(t in text for t in ("float", "bfloat", "f16", "f32", "f64", "bf16", "f8"))
-
-
-def _tensor_shapes(path: Path, fmt: str, key: str | None) -> dict[str, tuple[int, ...]]:
-    """Floating tensors of a file and their shapes, without reading their data."""
-    if fmt == "safetensors":
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                out = {}
-                for name in f.keys():  # noqa: SIM118 - safe_open has no __iter__
-                    part = f.get_slice(name)
-                    if _floating_dtype(part.get_dtype()):
-                        out[name] = tuple(int(s) for s in part.get_shape())
-                return out
-        except Exception as exc:  # safetensors raises its own SafetensorError
-            raise FormatError(f"{path}: not a readable safetensors file: {exc}") from None
-    state = floating(load_state_dict(path, key=key, mmap=True))
-    return {k: tuple(v.shape) for k, v in state.items()}
-
-
-def _read_tensors(path: Path, fmt: str, key: str | None) -> dict[str, Any]:
-    if fmt == "safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return dict(load_file(str(path)))
-        except Exception as exc:
-            raise FormatError(f"{path}: not a readable safetensors file: {exc}") from None
-    return load_state_dict(path, key=key)
-
-
-def _header(path: Path) -> dict[str, str]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {})
-    except Exception as exc:
-        raise FormatError(f"{path}: not a readable safetensors file: {exc}") from None
-
-
-def _decode_header(header: Mapping[str, str], path: Path) -> tuple[dict[str, Any], int | None]:
-    """Metadata columns of a safetensors header and the row position it records."""
-    if COLUMNS_KEY not in header:
-        meta = {escape_column(k): v for k, v in header.items() if k != "format"}
-        return meta, None
-    try:
-        columns = json.loads(header[COLUMNS_KEY])
-        meta = {
-            name: header[key] if kind == "str" else json.loads(header[key])
-            for name, (key, kind) in columns.items()
-        }
-        row = int(header[ROW_KEY]) if ROW_KEY in header else None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise FormatError(f"{path}: unreadable wspace metadata in its header: {exc}") from None
-    return meta, row
 
 
 @dataclass
@@ -298,7 +130,7 @@ def _files(src: Path, fmt: str) -> list[_File]:
         row = None
         meta: dict[str, Any] = {}
         if fmt == "safetensors":
-            meta, row = _decode_header(_header(path), path)
+            meta, row = decode_header(read_header(path), path)
         elif rel in sidecar:
             row, meta = sidecar[rel]
         if "model" in meta:
@@ -316,7 +148,7 @@ def _layout(src: Path, files: list[_File], fmt: str, arch: str | None, key: str 
     try:
         if fmt == "state-dict" and (src / LAYOUT_FILE).is_file():
             data = json.loads((src / LAYOUT_FILE).read_text(encoding="utf-8"))
-        elif fmt == "safetensors" and LAYOUT_KEY in (header := _header(first)):
+        elif fmt == "safetensors" and LAYOUT_KEY in (header := read_header(first)):
             data = json.loads(header[LAYOUT_KEY])
     except ValueError as exc:
         raise FormatError(f"unreadable layout ({LAYOUT_FILE}, header of {first}): {exc}") from None
@@ -394,7 +226,7 @@ def import_zoo(
             total=len(groups),
         ):
             rows = [
-                (floating(_read_tensors(f.path, format, key)), _with_step(f.meta, f.step))
+                (floating(read_tensors(f.path, format, key)), _with_step(f.meta, f.step))
                 for f in group
             ]
             session.add(model, rows, layout=layout, source=[str(f.path) for f in group])
@@ -403,36 +235,6 @@ def import_zoo(
 
 def _with_step(meta: Mapping[str, Any], step: int | None) -> dict[str, Any]:
     return dict(meta) if step is None else {**meta, "step": step}
-
-
-def row_state_dict(layout: Layout, vector: np.ndarray) -> dict[str, Any]:
-    """Contiguous float32 tensors of one row, keyed by their source names."""
-    import torch
-
-    return {
-        spec.source_name: torch.from_numpy(np.array(array, dtype=np.float32, copy=True))
-        for spec, array in zip(layout, layout.unflatten(vector).values(), strict=True)
-    }
-
-
-def _encode_header(meta: Mapping[str, Any], layout: Layout, row: int) -> dict[str, str]:
-    header = {"format": "pt"}
-    columns = {}
-    for name, value in meta.items():
-        value = py_value(value)
-        if value is None:
-            continue
-        key = name
-        if name in ("format", COLUMNS_KEY, LAYOUT_KEY, ROW_KEY) or name.startswith("wspace.col."):
-            key = f"wspace.col.{name}"  # the header's own keys stay free
-        if isinstance(value, str):
-            header[key], columns[name] = value, (key, "str")
-        else:
-            header[key], columns[name] = json.dumps(value, default=_json_default), (key, "json")
-    header[COLUMNS_KEY] = json.dumps(columns)
-    header[LAYOUT_KEY] = json.dumps(layout.to_dict())
-    header[ROW_KEY] = str(row)
-    return header
 
 
 def export_zoo(
@@ -468,7 +270,7 @@ def export_zoo(
     def write(tmp: Path, i: int, meta: dict[str, Any], vector: np.ndarray) -> None:
         tensors = row_state_dict(layout, vector)
         if format == "safetensors":
-            save_file(tensors, str(tmp), metadata=_encode_header(meta, layout, i))
+            save_file(tensors, str(tmp), metadata=encode_header(meta, layout, i))
         else:
             torch.save(tensors, tmp)
 
@@ -483,18 +285,10 @@ def export_zoo(
                     "file": path.relative_to(dst).as_posix(),
                     "row": {k: v for k, v in meta.items() if py_value(v) is not None},
                 },
-                default=_json_default,
+                default=json_default,
             )
             for path, meta in zip(paths, records, strict=True)
         ]
         files.append(write_atomic(dst / SIDECAR, "".join(line + "\n" for line in lines)))
         files.append(write_atomic(dst / LAYOUT_FILE, json.dumps(layout.to_dict(), indent=1)))
     return files
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
