@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,6 @@ import zarr
 
 from wspace.layout import Layout
 from wspace.store.backend import Backend
-from wspace.store.chunks import RowSource
 from wspace.store.codecs import column_compressors
 from wspace.store.columns import MISSING_STR, encode
 from wspace.store.config import StoreConfig
@@ -48,10 +47,23 @@ from wspace.store.naming import (
 )
 from wspace.store.segment import create_column, create_segment
 
-__all__ = ["ARCHIVE_SCHEMA", "column_kind", "row_keys", "write_archive"]
+__all__ = ["ARCHIVE_SCHEMA", "RowReader", "column_kind", "row_keys", "write_archive"]
 
 ARCHIVE_SCHEMA = "wspace-archive/2"
 """The ``schema`` of a format-2 archive's ``wspace`` group attribute."""
+
+
+class RowReader(Protocol):
+    """Reads rows of weights into an output array (as :class:`~wspace.store.chunks.RowSource`)."""
+
+    def read(
+        self,
+        positions: np.ndarray,
+        layers: Sequence[str],
+        out: np.ndarray,
+        columns: Sequence[slice],
+    ) -> None:
+        """Rows ``positions`` of ``layers`` into ``out[k, columns[j]]``."""
 
 
 def column_kind(series: pd.Series) -> str:
@@ -83,7 +95,7 @@ def write_archive(
     *,
     arch: str,
     models: pd.DataFrame,
-    source: RowSource,
+    source: RowReader,
     positions: np.ndarray,
     format_version: int,
     path: str | None = None,
@@ -205,7 +217,7 @@ def _write_param_coordinates(
 
 
 def _copy_rows(
-    source: RowSource,
+    source: RowReader,
     layout: Layout,
     arrays: list[zarr.Array[Any]],
     block_rows: Mapping[str, int],
