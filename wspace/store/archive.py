@@ -117,8 +117,7 @@ def write_archive(
         columns[column] = (kinds[column], key)
     scalars = [key for name, (kind, key) in columns.items() if kind != "json"]
     coordinates = {
-        layer: " ".join([*param_coordinates(arrays_of[layer]), *scalars])
-        for layer in layout.layers
+        layer: " ".join([*param_coordinates(arrays_of[layer]), *scalars]) for layer in layout.layers
     }
     chunk_rows = {
         layer: config.archive_chunk_rows(layer, layout.layer_size(layer), n)
@@ -240,4 +239,3 @@ def _copy_rows(
 
     with ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="wspace-archive") as pool:
         list(pool.map(copy, tasks))
-
