@@ -54,7 +54,6 @@ BUILTIN: tuple[Format, ...] = (
     ModelZoos(),
     StateDict(),
     Safetensors(),
-    ZarrSnapshot(),
 )
 """The built-in formats, in the order ``wspace formats`` lists them."""
 
