@@ -146,23 +146,12 @@ def read_store(store: Any) -> dict[str, Arch]:
         latest = compacts[-1] if compacts else None
         base = latest["base"] if latest else -1
         appends = [
-            r
-            for r in records
-            if r["op"] == "append" and r["arch"] == arch and r["version"] > base
+            r for r in records if r["op"] == "append" and r["arch"] == arch and r["version"] > base
         ]
         # pieces: [group path, start, stop, keys, live mask]; columns per segment
         pieces: list[list[Any]] = []
         columns: dict[str, dict[str, list[str]]] = {}
         visible: dict[tuple[str, Any], tuple[int, int]] = {}
-
-        def add(path: str, start: int, stop: int, keys: list[Any], replaces: list[Any]) -> None:
-            pieces.append([path, start, stop, [True] * (stop - start)])
-            for offset, key in enumerate(map(tuple, keys)):
-                if key in visible and list(key) in replaces:
-                    p, o = visible[key]
-                    pieces[p][3][o] = False
-                if key not in visible or list(key) in replaces:
-                    visible[key] = (len(pieces) - 1, offset)
 
         if latest is not None:
             path = latest.get("path")
@@ -171,13 +160,32 @@ def read_store(store: Any) -> dict[str, Arch]:
             if keys is None:  # from a checkpoint: read them from the record itself
                 keys = _record(store, latest["version"])["keys"]
             columns[path] = latest["columns"]
-            add(path, 0, latest["rows"], keys, [])
+            _add(pieces, visible, (path, 0, latest["rows"]), keys, [])
         for rec in appends:
             path = f"archs/{arch}/seg/{rec['segment']}"
             columns[path] = rec["columns"]
-            add(path, rec["start"], rec["stop"], rec["keys"], rec.get("replaces", []))
+            rows = (path, rec["start"], rec["stop"])
+            _add(pieces, visible, rows, rec["keys"], rec.get("replaces", []))
         out[arch] = _read_rows(store, layout, version, pieces, columns)
     return out
+
+
+def _add(
+    pieces: list[list[Any]],
+    visible: dict[tuple[str, Any], tuple[int, int]],
+    rows: tuple[str, int, int],
+    keys: list[Any],
+    replaces: list[Any],
+) -> None:
+    """§3 step 2: a new piece; rows it replaces become hidden."""
+    path, start, stop = rows
+    pieces.append([path, start, stop, [True] * (stop - start)])
+    for offset, key in enumerate(map(tuple, keys)):
+        if key in visible and list(key) in replaces:
+            p, o = visible[key]
+            pieces[p][3][o] = False
+        if key not in visible or list(key) in replaces:
+            visible[key] = (len(pieces) - 1, offset)
 
 
 def _read_rows(

@@ -29,9 +29,7 @@ def _zarr_rows(url: str) -> np.ndarray:
     state = open_store(url).arch_state("lenet5")
     (segment,) = {p.segment for p in state.pieces}
     group = zarr.open_group(url, path=f"archs/lenet5/seg/{segment}", mode="r")
-    return np.concatenate(
-        [np.asarray(group[layer][:N]) for layer in LAYOUT.layers], axis=1
-    )
+    return np.concatenate([np.asarray(group[layer][:N]) for layer in LAYOUT.layers], axis=1)
 
 
 def _count_registry_decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:

@@ -64,9 +64,10 @@ def build_store(url: str, options: dict[str, Any] | None) -> dict[str, Any]:
     with wspace.writer(url, storage_options=options) as w1:
         for i in range(4):
             w1.append(_vector(SMALL, i), model=f"s{i}", arch="small", **_meta(i))
-    with wspace.writer(url, storage_options=options) as w2, wspace.writer(
-        url, storage_options=options
-    ) as w3:
+    with (
+        wspace.writer(url, storage_options=options) as w2,
+        wspace.writer(url, storage_options=options) as w3,
+    ):
         for i in range(4, 7):
             w2.append(_vector(SMALL, i), model=f"s{i}", arch="small", **_meta(i))
             w3.append(_vector(MLP, i), model=f"m{i}", arch="mlp", **_meta(i))
@@ -285,7 +286,8 @@ def test_cli_export_with_where_writes_a_snapshot_xarray_reads(tmp_path: Path) ->
     zoo = wspace.open(url, arch="small").sel(cls="church")
     assert_dataset_is_zoo(xr.open_zarr(dst), zoo)
     assert list(wspace.open(str(dst)).models["model"]) == list(zoo.models["model"])
-    again = CliRunner().invoke(app, ["export", url, str(dst), "--format", "zarr", "--arch", "small"])
+    args = ["export", url, str(dst), "--format", "zarr", "--arch", "small"]
+    again = CliRunner().invoke(app, args)
     assert again.exit_code != 0 and "already holds" in again.output
 
 
@@ -326,3 +328,17 @@ def test_a_format_1_store_stays_format_1_when_this_wspace_writes_and_compacts(
     names = sorted(p.name for p in Path(url, seg).iterdir() if p.is_dir())
     assert names[:3] == ["m000", "m001", "m002"] and names[-3:] == ["w000", "w001", "w002"]
     assert "new" in list(wspace.open(url, arch="small").models["model"])
+
+
+def test_the_spec_reader_imports_only_json_and_zarr() -> None:
+    import ast
+
+    tree = ast.parse((Path(__file__).parent / "spec_reader.py").read_text())
+    modules = {
+        (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    # json and zarr, plus the standard library's typing helpers and numpy (what zarr returns)
+    assert modules == {"__future__", "json", "re", "dataclasses", "typing", "numpy", "zarr"}
