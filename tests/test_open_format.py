@@ -215,10 +215,13 @@ def test_the_spec_reader_replays_the_log_to_wspace_s_rows(built: Any) -> None:
         assert_spec_reader_is_zoo(read[arch], zoo)
 
 
-def test_zarr_python_reads_every_array_of_an_archive(built: Any) -> None:
+def test_zarr_python_reads_every_array_of_an_archive_and_an_export(built: Any) -> None:
     spot, compacted = built
-    for arch, path in _archive_paths(spot).items():
-        group = zarr.open_group(_store(spot, path), mode="r")
+    export = StoreSpot(spot.kind, f"{spot.url}-zarr-export", spot.options)
+    compacted["small"].to_zarr(export.url, storage_options=export.options)
+    groups = [(arch, _store(spot, path)) for arch, path in _archive_paths(spot).items()]
+    for arch, store in [*groups, ("small", _store(export))]:
+        group = zarr.open_group(store, mode="r")
         assert group.metadata.consolidated_metadata is not None  # one read lists it all
         arrays = dict(group.arrays())
         layout = compacted[arch].layout
