@@ -71,7 +71,7 @@ def test_compact_then_verify(zoo_url):
 
 
 def test_verify_exit_code_1_on_damage(zoo_url):
-    chunk = sorted(Path(zoo_url).glob("archs/lenet5/seg/*/w000/c/0/0"))[0]
+    chunk = sorted(Path(zoo_url).glob("archs/lenet5/seg/*/conv2d/c/0/0"))[0]
     chunk.write_bytes(chunk.read_bytes()[:-7] + b"garbage")
     out = run("verify", zoo_url)
     assert out.returncode == 1

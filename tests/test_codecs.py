@@ -29,9 +29,7 @@ def _zarr_rows(url: str) -> np.ndarray:
     state = open_store(url).arch_state("lenet5")
     (segment,) = {p.segment for p in state.pieces}
     group = zarr.open_group(url, path=f"archs/lenet5/seg/{segment}", mode="r")
-    return np.concatenate(
-        [np.asarray(group[f"w{i:03d}"][:N]) for i in range(len(LAYOUT.layers))], axis=1
-    )
+    return np.concatenate([np.asarray(group[layer][:N]) for layer in LAYOUT.layers], axis=1)
 
 
 def _count_registry_decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -86,7 +84,7 @@ def _inner_codecs(array: zarr.Array) -> list[Any]:
 @pytest.mark.parametrize("preset", PRESETS)
 def test_verify_finds_a_damaged_chunk_whatever_the_preset(tmp_path, preset):
     url = tiny_zoo(str(tmp_path / "z.zarr"), N, codec=preset, segment_codec=preset, segment_rows=3)
-    chunk = sorted(Path(url).glob("archs/lenet5/seg/*/w001/c/1/0"))[0]  # conv2d_1, rows 3-5
+    chunk = sorted(Path(url).glob("archs/lenet5/seg/*/conv2d_1/c/1/0"))[0]  # conv2d_1, rows 3-5
     data = bytearray(chunk.read_bytes())
     data[len(data) // 2] ^= 0x40
     chunk.write_bytes(bytes(data))
@@ -96,7 +94,11 @@ def test_verify_finds_a_damaged_chunk_whatever_the_preset(tmp_path, preset):
 
 def test_metadata_columns_use_the_registry_chain(tmp_path):
     url = tiny_zoo(str(tmp_path / "z.zarr"), N)
-    metas = sorted(Path(url).glob("archs/lenet5/seg/*/m*/zarr.json"))
+    metas = sorted(
+        p
+        for name in ("model", "cls", "seed", "accuracy")
+        for p in Path(url).glob(f"archs/lenet5/seg/*/{name}/zarr.json")
+    )
     assert len(metas) == 4  # model, cls, seed, accuracy
     wanted = [c.to_dict() for c in column_compressors()]
     for path in metas:
@@ -106,7 +108,7 @@ def test_metadata_columns_use_the_registry_chain(tmp_path):
     frame = open_store(url).models("lenet5")
     segment = metas[0].parent.parent
     group = zarr.open_group(str(segment), mode="r")
-    for key in ("m000", "m001", "m002", "m003"):
+    for key in ("model", "cls", "seed", "accuracy"):
         array = group[key]
         column = array.attrs["wspace"]["column"]
         stored = np.asarray(array[:N])
@@ -119,7 +121,7 @@ def test_metadata_columns_use_the_registry_chain(tmp_path):
 def test_metadata_column_with_an_unknown_chain_is_read_through_zarr(tmp_path):
     url = tiny_zoo(str(tmp_path / "z.zarr"), N)
     before = wspace.open(url).models
-    cls = sorted(Path(url).glob("archs/lenet5/seg/*/m001"))[0]
+    cls = sorted(Path(url).glob("archs/lenet5/seg/*/cls"))[0]
     old = zarr.open_array(str(cls), mode="r")
     values, attrs, chunks = np.asarray(old[: old.chunks[0]]), dict(old.attrs), old.chunks
     rewritten = zarr.create_array(  # same shape (a writer segment's capacity), gzip

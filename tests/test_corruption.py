@@ -106,9 +106,9 @@ def spot(request, tmp_path) -> StoreSpot:
 def test_damaged_chunk_is_named_by_model_and_tensor(spot, how, trials):
     url, options = make(spot)
     raw = Raw(spot)
-    # layer fc (w001), rows 10-19; and layer conv (w000), rows 20-29
-    fc = raw.keys("archs/small/seg/*/w001/c/1/0")[0]
-    conv = raw.keys("archs/small/seg/*/w000/c/2/0")[0]
+    # layer fc, rows 10-19; and layer conv, rows 20-29
+    fc = raw.keys("archs/small/seg/*/fc/c/1/0")[0]
+    conv = raw.keys("archs/small/seg/*/conv/c/2/0")[0]
     damage(raw, fc, how)
     damage(raw, conv, how)
     zoo = wspace.open(url, storage_options=options)

@@ -19,7 +19,7 @@ from wspace.store.chunks import LayerReader, Request, plan_for, read, read_block
 from wspace.testing import assert_rows_equal, tiny_weights, tiny_zoo
 
 LAYOUT = lenet5_layout()
-CONV2D_2 = "w002"  # conv2d_2: 48,120 params, one row per chunk in an archive
+CONV2D_2 = "conv2d_2"  # conv2d_2: 48,120 params, one row per chunk in an archive
 
 
 class RangeCountingStore(WrapperStore[Any]):

@@ -63,7 +63,8 @@ def test_compaction_racing_a_writer_loses_nothing(tmp_path):
 
 
 def _chunk_files(url: str, layer_index: int) -> list[Path]:
-    return sorted(Path(url).glob(f"archs/lenet5/seg/*/w{layer_index:03d}/c/*/0"))
+    layer = LAYOUT.layers[layer_index]
+    return sorted(Path(url).glob(f"archs/lenet5/seg/*/{layer}/c/*/0"))
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
@@ -170,7 +171,7 @@ def test_vacuum_trims_uncommitted_chunks_of_a_live_segment(tmp_path):
 
 def test_corrupt_metadata_chunk_is_detected(tmp_path):
     url = tiny_zoo(str(tmp_path / "z.zarr"), 4)
-    chunk = sorted(Path(url).glob("archs/lenet5/seg/*/m001/c/0"))[0]  # the cls column
+    chunk = sorted(Path(url).glob("archs/lenet5/seg/*/cls/c/0"))[0]  # the cls column
     data = bytearray(chunk.read_bytes())
     data[len(data) // 2] ^= 0x55
     chunk.write_bytes(bytes(data))
@@ -183,7 +184,7 @@ def test_corrupt_metadata_chunk_is_detected(tmp_path):
 def test_vacuum_removes_temp_files_of_interrupted_writes(tmp_path):
     """A writer killed mid-write leaves ``*.partial`` temp files (zarr's and the log's)."""
     url = tiny_zoo(str(tmp_path / "z.zarr"), 2, layout=LAYOUT)
-    chunk = sorted(Path(url).glob("archs/lenet5/seg/*/w000/c/0/0"))[0]
+    chunk = sorted(Path(url).glob("archs/lenet5/seg/*/conv2d/c/0/0"))[0]
     old = [
         chunk.with_name("0.4f2a9c.partial"),
         Path(url, "_log", ".00000000000000000009.json.77aa.partial"),

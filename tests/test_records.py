@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import re
@@ -97,7 +98,11 @@ def _normalised(raw: bytes) -> str:
     return re.sub(r'"time":"[^"]*"', '"time":"<time>"', text)
 
 
-def test_records_written_now_are_those_main_wrote_for_the_same_commits(tmp_path: Path) -> None:
+def test_records_written_now_are_those_main_wrote_for_the_same_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a store of format 1 (what main created): this wspace writes into it in format 1
+    monkeypatch.setattr(importlib.import_module("wspace.store.create"), "FORMAT_VERSION", 1)
     spec = importlib.util.spec_from_file_location("make_v1_store", STORES / "make_v1_store.py")
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)

@@ -71,7 +71,8 @@ def formats_() -> None:
 
     found = formats()
     for name, fmt in found.items():
-        origin = "" if name in FORMATS else f"  [plugin: {type(fmt).__module__}]"
+        builtin = name in FORMATS or type(fmt).__module__.startswith("wspace.io.")
+        origin = "" if builtin else f"  [plugin: {type(fmt).__module__}]"
         typer.echo(f"{name}: {fmt.summary}{origin}")
         for kind, options in (("import", fmt.import_options()), ("export", fmt.export_options())):
             shown = ", ".join(f"{k}={p.default!r}" for k, p in options.items()) or "none"

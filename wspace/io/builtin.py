@@ -27,11 +27,13 @@ from __future__ import annotations
 
 from wspace.io.builtin_lenet import KerasH5, LayerwisePickle, ModelwisePickle
 from wspace.io.builtin_torch import Safetensors, StateDict
+from wspace.io.builtin_zarr import ZarrSnapshot
 from wspace.io.builtin_zoos import CnnZoo, ModelZoos, Nws
 from wspace.io.format import Format
 
 __all__ = [
     "BUILTIN",
+    "PUBLISHED",
     "CnnZoo",
     "KerasH5",
     "LayerwisePickle",
@@ -40,6 +42,7 @@ __all__ = [
     "Nws",
     "Safetensors",
     "StateDict",
+    "ZarrSnapshot",
 ]
 
 BUILTIN: tuple[Format, ...] = (
@@ -53,3 +56,8 @@ BUILTIN: tuple[Format, ...] = (
     Safetensors(),
 )
 """The built-in formats, in the order ``wspace formats`` lists them."""
+
+PUBLISHED: tuple[Format, ...] = (ZarrSnapshot(),)
+"""Built-in formats that only export (``zarr``: a published snapshot is a wspace store
+already, opened with ``wspace.open``); :func:`wspace.io.formats` lists them after
+:data:`BUILTIN`."""

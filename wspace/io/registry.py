@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wspace.errors import FormatError, SourceNotFoundError, WspaceError, WspaceWarning, listing
-from wspace.io.builtin import BUILTIN
+from wspace.io.builtin import BUILTIN, PUBLISHED
 from wspace.io.format import Format
 
 __all__ = ["AUTO", "GROUP", "detect_format", "formats", "get_format"]
@@ -56,7 +56,7 @@ def formats() -> dict[str, Format]:
     >>> list(formats())[:3]
     ['keras-h5', 'modelwise-pickle', 'layerwise-pickle']
     """
-    return {**{f.name: f for f in BUILTIN}, **_plugins().loaded}
+    return {**{f.name: f for f in (*BUILTIN, *PUBLISHED)}, **_plugins().loaded}
 
 
 def get_format(name: str) -> Format:
@@ -121,7 +121,7 @@ def _can_open(fmt: Format, path: Path) -> bool:
 
 @functools.cache
 def _plugins() -> _Plugins:
-    builtin = {f.name for f in BUILTIN}
+    builtin = {f.name for f in (*BUILTIN, *PUBLISHED)}
     loaded: dict[str, Format] = {}
     broken: dict[str, str] = {}
     for entry in importlib.metadata.entry_points(group=GROUP):

@@ -44,7 +44,7 @@ def zoo_parts(handle: StoreHandle, arch: str | None = None) -> ZooParts:
     pieces = state.merged()
     models, lazy = read_metadata(handle.backend, name, state, pieces)
     names = models["model"].to_numpy(dtype=object)
-    source = row_source(handle.backend, name, state.layout, pieces, names)
+    source = row_source(handle.backend, state, pieces, names)
     layers = lazy_layers(source, pieces, state.layout, url=handle.backend.url, arch=name)
     return ZooParts(name, state.layout, layers, models, source, lazy)
 

@@ -32,6 +32,7 @@ from wspace.query.coords import (
 )
 from wspace.query.lazy import direct_array, zoo_parts
 from wspace.query.select import row_position, selection_mask
+from wspace.store.backend import StoreLike
 from wspace.store.chunks import RowSource
 from wspace.store.handle import StoreHandle
 from wspace.store.metaread import LazyColumns
@@ -293,6 +294,33 @@ class Zoo:
     def _rows(self) -> np.ndarray:
         """Positions of this zoo's rows among the store's visible rows."""
         return np.arange(len(self)) if self._positions is None else self._positions
+
+    def to_zarr(self, dst: StoreLike, *, storage_options: Mapping[str, Any] | None = None) -> str:
+        """Publish this zoo's rows (any selection) as a self-describing Zarr snapshot at ``dst``.
+
+        ``dst`` (a path or fsspec URL, reached with ``storage_options``) becomes a store whose
+        root group is an archive: ``xarray.open_zarr(dst)`` reads it without wspace (one
+        array per layer, the metadata columns and parameter coordinates as coordinates), and
+        ``wspace.open(dst)`` opens it back with the same rows. See ``docs/format-spec.md``.
+        Returns the snapshot's URL.
+
+        Raises
+        ------
+        StoreExistsError
+            Something is already at ``dst``.
+
+        Examples
+        --------
+        >>> import wspace
+        >>> from wspace.testing import tiny_zoo
+        >>> zoo = wspace.open(tiny_zoo("memory://doc-to-zarr-src", n_models=4))
+        >>> url = zoo.sel(cls="church").to_zarr("memory://doc-to-zarr")
+        >>> len(wspace.open(url)), list(wspace.open(url).models["model"])
+        (2, ['church_0', 'church_2'])
+        """
+        from wspace.query.publish import zoo_to_zarr
+
+        return zoo_to_zarr(self, dst, storage_options=storage_options)
 
     def to_torch(self) -> torch.Tensor:
         """All weights as a ``(rows, params)`` float32 torch tensor (reads them)."""

@@ -16,8 +16,10 @@ from wspace.store.codecs import CODECS, codec_chain
 
 __all__ = ["CODECS", "StoreConfig", "codec_chain"]
 
-FORMAT_VERSION = 1
-"""Version of the on-storage layout written by this wspace."""
+FORMAT_VERSION = 2
+"""Version of the on-storage layout written by this wspace (1: anonymous ``w000``/``m000``
+arrays; 2: arrays named by layer and column, self-describing archives). This wspace reads
+stores of every version up to it, and writes into a store in that store's own version."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,58 +4,36 @@ from __future__ import annotations
 
 import calendar
 import logging
-import os
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import zarr
 from zarr.core.sync import sync
 
 from wspace.errors import CorruptDataError
-from wspace.layout import Layout
+from wspace.store.archive import row_keys, write_archive
 from wspace.store.backend import StoreLike
 from wspace.store.checkpoint import checkpoint_log
 from wspace.store.chunks import (
     LayerReader,
-    RowSource,
     object_rows,
     open_arrays,
     piece_row_names,
     read_block,
     row_source,
 )
-from wspace.store.columns import encode
 from wspace.store.faults import fault_point
 from wspace.store.handle import StoreHandle, open_store
 from wspace.store.log import CommitLog
-from wspace.store.records import AppendRecord, CompactRecord, RowKey
-from wspace.store.segment import (
-    create_column,
-    create_segment,
-    layer_key,
-    segment_ids,
-    segment_path,
-)
+from wspace.store.records import AppendRecord, CompactRecord
+from wspace.store.segment import segment_ids, segment_path
 
 __all__ = ["Problem", "VerifyReport", "compact", "info", "info_text", "vacuum", "verify"]
 
 log = logging.getLogger(__name__)
-
-
-def _column_kind(series: pd.Series) -> str:
-    if pd.api.types.is_bool_dtype(series.dtype):
-        return "bool"
-    if pd.api.types.is_integer_dtype(series.dtype):
-        return "int"
-    if pd.api.types.is_float_dtype(series.dtype):
-        return "float"
-    values = [v for v in series.tolist() if v is not None and v is not pd.NA]
-    return "str" if all(isinstance(v, str) for v in values) else "json"
 
 
 def compact(
@@ -100,48 +78,19 @@ def compact(
             continue
         models = handle.models(name)
         n = len(models)
-        layout = state.layout
-        config = handle.state.config
-        chunk_rows = {
-            layer: config.archive_chunk_rows(layer, layout.layer_size(layer), n)
-            for layer in layout.layers
-        }
-        shard_rows = {
-            layer: config.archive_shard_rows(layer, layout.layer_size(layer), n)
-            for layer in layout.layers
-        }
-        segment_id, arrays = create_segment(
+        names_of_rows = models["model"].to_numpy(dtype=object)
+        segment_id, columns = write_archive(
             backend,
-            layout,
-            config,
+            state.layout,
+            handle.state.config,
             arch=name,
-            kind="archive",
-            rows=n,
-            chunk_rows=chunk_rows,
-            shard_rows=shard_rows,
+            models=models,
+            source=row_source(backend, state, pieces, names_of_rows),
+            positions=np.arange(n),
+            format_version=handle.state.format_version,
         )
-        names = models["model"].to_numpy(dtype=object)
-        source = row_source(backend, name, layout, pieces, names)
-        blocks = {layer: shard_rows[layer] or chunk_rows[layer] for layer in layout.layers}
-        _copy_rows(source, layout, arrays, blocks, n)
         fault_point("compact.copied")
-        columns: dict[str, tuple[str, str]] = {}
-        path = segment_path(name, segment_id)
-        for j, column in enumerate(models.columns):
-            kind = _column_kind(models[column])
-            key = f"m{j:03d}"
-            array = create_column(path, backend, key, kind, column, n, config.meta_rows)
-            values = [
-                None if v is pd.NA or (isinstance(v, float) and np.isnan(v)) else v
-                for v in models[column].tolist()
-            ]
-            array[:] = encode(kind, values, n)
-            columns[column] = (kind, key)
-        steps = models["step"].tolist() if "step" in models else [None] * n
-        keys: list[RowKey] = [
-            (m, None if s is None or s is pd.NA or s != s else int(s))
-            for m, s in zip(models["model"].tolist(), steps, strict=True)
-        ]
+        keys = row_keys(models)
         clog = CommitLog(backend)
         clog.records = []
         clog.refresh()
@@ -162,35 +111,9 @@ def compact(
     return done
 
 
-def _copy_rows(
-    source: RowSource,
-    layout: Layout,
-    arrays: list[zarr.Array[Any]],
-    block_rows: Mapping[str, int],
-    n: int,
-) -> None:
-    """Copy the ``n`` visible rows of ``source`` into the archive's layer ``arrays``, one
-    task per stored object (a shard, or a chunk) on a thread pool, read by the direct reader."""
-    tasks = [
-        (j, layer, lo, min(lo + block_rows[layer], n))
-        for j, layer in enumerate(layout.layers)
-        for lo in range(0, n, block_rows[layer])
-    ]
-
-    def copy(task: tuple[int, str, int, int]) -> None:
-        j, layer, lo, hi = task
-        block = np.empty((hi - lo, layout.layer_size(layer)), dtype=np.float32)
-        source.read(np.arange(lo, hi), [layer], block, [slice(None)])
-        arrays[j][lo:hi] = block
-
-    with ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="wspace-compact") as pool:
-        list(pool.map(copy, tasks))
-
-
 def _is_archive(handle: StoreHandle, arch: str, segment: str) -> bool:
-    import zarr
-
-    group = zarr.open_group(handle.backend.store, path=segment_path(arch, segment), mode="r")
+    path = handle.arch_state(arch).location(segment)
+    group = zarr.open_group(handle.backend.store, path=path, mode="r")
     meta = group.attrs.get("wspace", {})
     return isinstance(meta, dict) and meta.get("kind") == "archive"
 
@@ -269,9 +192,10 @@ def verify(url: StoreLike, *, storage_options: Mapping[str, Any] | None = None) 
             visible = np.arange(piece.start, piece.stop)
             if piece.live is not None:
                 visible = visible[piece.live]
+            arrays_of = state.arrays
             paths = [
-                f"{segment_path(name, piece.segment)}/{layer_key(i)}"
-                for i in range(len(state.layout.layers))
+                f"{state.location(piece.segment)}/{arrays_of[layer]}"
+                for layer in state.layout.layers
             ]
             try:
                 arrays = open_arrays(backend, paths)
@@ -354,7 +278,7 @@ def info(url: StoreLike, *, storage_options: Mapping[str, Any] | None = None) ->
         }
     stored = handle.backend.size_under("archs")
     live = sum(
-        handle.backend.size_under(segment_path(name, seg))
+        handle.backend.size_under(handle.arch_state(name).location(seg))
         for name in handle.archs
         for seg in {p.segment for p in handle.arch_state(name).pieces}
     )

@@ -25,7 +25,6 @@ from wspace.store.chunks.layer import open_arrays
 from wspace.store.codecs import ChunkDecoder, chunk_decoder
 from wspace.store.columns import MISSING_STR, decode, to_series
 from wspace.store.log import ArchState, Piece
-from wspace.store.segment import segment_path
 
 __all__ = ["LazyColumns", "read_metadata", "read_models"]
 
@@ -170,7 +169,7 @@ def read_metadata(
     later: dict[str, list[Job]] = {n: [] for n in lazy_names}
     for i, piece in enumerate(pieces):
         for name, (kind, key) in state.columns[piece.segment].items():
-            job = (i, name, kind, f"{segment_path(arch, piece.segment)}/{key}")
+            job = (i, name, kind, f"{state.location(piece.segment)}/{key}")
             later.get(name, jobs).append(job)
     raws = _read(backend, arch, jobs, pieces)
     sizes = [p.n_live for p in pieces]

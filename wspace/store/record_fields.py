@@ -30,8 +30,10 @@ __all__ = [
 LOG_DIR = "_log"
 SEGMENT_ID = re.compile(r"\d{13}-[0-9a-f]{12}")
 """Form of segment identifiers (see :func:`wspace.store.log.new_id`)."""
-COLUMN_KEY = re.compile(r"m\d{3,}")
-"""Form of metadata-column array names inside a segment."""
+COLUMN_KEY = re.compile(r"(?!__)(?!\.\.?$)(?!zarr\.json$)[^\s/]+")
+"""Form of metadata-column array names inside a segment: ``m000``, ... in format 1; in
+format 2 also the column's own name (any Zarr node name without white space, see
+:func:`wspace.store.naming.usable_name`)."""
 COLUMN_KINDS = frozenset({*NUMERIC, "str", "json"})
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 """Form of a record's ``time``: ``time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())``."""

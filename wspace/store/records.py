@@ -147,7 +147,7 @@ class CreateRecord(Record):
 
     @classmethod
     def _fields_from_json(cls, fields: FieldReader) -> dict[str, Any]:
-        fmt = fields.data.get("format_version", FORMAT_VERSION)
+        fmt = fields.data.get("format_version", 1)
         if type(fmt) is not int:
             raise fields.fail(f"field 'format_version' is {fmt!r}, not an integer")
         if fmt > FORMAT_VERSION:
@@ -271,6 +271,9 @@ class CompactRecord(Record):
     """Keys of the rows, in row order; ``None`` where left out (in a checkpoint)."""
     columns: Columns = dataclasses.field(default_factory=dict)
     """The archive's metadata columns."""
+    path: str | None = None
+    """Group path of the archive when it is not ``archs/<arch>/seg/<segment>`` (``""``: the
+    store's root, as in an export); ``None``: there (format 2; absent before)."""
 
     @classmethod
     def from_checkpoint_json(
@@ -285,6 +288,11 @@ class CompactRecord(Record):
         keys = None if fields.keys_left_out else fields.keys("keys")
         if keys is not None and len(keys) != rows:
             raise fields.fail(f"{rows} rows do not match its {len(keys)} keys")
+        path = fields.data.get("path")
+        if path is not None and not (
+            isinstance(path, str) and all(p and p not in (".", "..") for p in _parts(path))
+        ):
+            raise fields.fail(f"field 'path' is {path!r}, not a group path inside the store")
         return {
             "arch": fields.text("arch"),
             "base": fields.count("base"),
@@ -292,6 +300,7 @@ class CompactRecord(Record):
             "rows": rows,
             "keys": keys,
             "columns": fields.columns(),
+            "path": path,
         }
 
     def _body(self) -> dict[str, Any]:
@@ -304,6 +313,8 @@ class CompactRecord(Record):
         if self.keys is not None:
             out["keys"] = [list(k) for k in self.keys]
         out["columns"] = {name: list(spec) for name, spec in self.columns.items()}
+        if self.path is not None:
+            out["path"] = self.path
         return out
 
     def without_keys(self) -> CompactRecord:
@@ -349,6 +360,11 @@ def parse_record(data: Any, *, version: int | None, url: str = "") -> Record:
     if kind is None:
         raise fields.fail(f"unknown op {op!r}: written by a newer wspace?")
     return kind._parse(fields)
+
+
+def _parts(path: str) -> list[str]:
+    """The names of a group path (none for the root, ``""``)."""
+    return path.split("/") if path else []
 
 
 def _published(fields: FieldReader) -> dict[str, Any]:

@@ -1,13 +1,16 @@
 """Segments: groups of layer-aligned weight arrays and metadata arrays that one writer owns.
 
-A segment lives at ``archs/<arch>/seg/<id>``. It holds one float32 array per layer,
-``w000``, ``w001``, ... of shape ``(capacity, layer_size)`` and one array per metadata column,
-``m000``, ... The capacity is fixed when the segment is made, so array metadata is written once
-and never resized: how many rows are real is known only from the commit log. Chunks span whole
-layers (``(rows, layer_size)``), so a layer read touches only that layer's arrays and a row read
-touches one chunk per layer. Only the owning writer writes; a chunk may be rewritten with more
-rows while it is still partial, which is safe because every store write is atomic (temp file and
-rename locally, a single PUT on object storage) and committed rows never change.
+A segment lives at ``archs/<arch>/seg/<id>``. It holds one float32 array per layer, of shape
+``(capacity, layer_size)``, and one array per metadata column; their names depend on the
+store's format version (:mod:`wspace.store.naming`: ``conv2d``, ``cls`` in format 2;
+``w000``, ``m000`` in format 1). The capacity of a writer segment is fixed when it is made,
+so array metadata is written once and never resized: how many rows are real is known only
+from the commit log (``docs/format-spec.md`` says why outside readers read archives instead).
+Chunks span whole layers (``(rows, layer_size)``), so a layer read touches only that layer's
+arrays and a row read touches one chunk per layer. Only the owning writer writes; a chunk may
+be rewritten with more rows while it is still partial, which is safe because every store
+write is atomic (temp file and rename locally, a single PUT on object storage) and committed
+rows never change. Compacted archives are written by :mod:`wspace.store.archive`.
 """
 
 from __future__ import annotations
@@ -26,27 +29,37 @@ from wspace.store.columns import MISSING_STR, encode, merge_kinds
 from wspace.store.config import StoreConfig, codec_chain
 from wspace.store.faults import fault_point
 from wspace.store.log import SEGMENT_ID, Columns, RowKey, new_id
+from wspace.store.naming import (
+    MODEL_DIM,
+    column_array,
+    layout_arrays,
+    param_dim,
+    taken_by_layers,
+)
 from wspace.store.records import AppendRecord
+from wspace.store.state import segment_path
 
-__all__ = ["SegmentWriter", "create_segment", "layer_key", "segment_ids", "segment_path"]
+__all__ = [
+    "CAPACITY",
+    "SegmentWriter",
+    "create_column",
+    "create_segment",
+    "segment_ids",
+    "segment_path",
+]
 
 CAPACITY = 2**32
 """Rows a writer segment can hold; its arrays are created at this shape and never resized."""
-
-
-def segment_path(arch: str, segment_id: str) -> str:
-    """Group path of a segment."""
-    return f"archs/{arch}/seg/{segment_id}"
+ROWS_NOTE = (
+    "capacity, not rows: the rows that exist are those the commit log (_log/) publishes; "
+    "read compacted archives instead (docs/format-spec.md)"
+)
+"""What a writer segment's attributes say about its arrays' row count."""
 
 
 def segment_ids(backend: Backend, arch: str) -> list[str]:
     """Identifiers of every segment of ``arch`` on storage, committed or not, oldest first."""
     return [s for s in backend.list_dir(f"archs/{arch}/seg") if SEGMENT_ID.fullmatch(s)]
-
-
-def layer_key(index: int) -> str:
-    """Array name of the ``index``-th layer inside a segment."""
-    return f"w{index:03d}"
 
 
 def create_segment(
@@ -61,15 +74,21 @@ def create_segment(
     shard_rows: Mapping[str, int | None] | None = None,
     codec: str | None = None,
     attrs: Mapping[str, Any] | None = None,
+    format_version: int,
+    path: str | None = None,
+    coordinates: Mapping[str, str] | None = None,
 ) -> tuple[str, list[zarr.Array[Any]]]:
     """Create a segment group and its layer arrays; return ``(segment_id, arrays)``.
 
     With ``shard_rows``, a layer's chunks are stored in shards of that many rows (zarr's
     sharding codec: one object per shard, with an index of its chunks). ``codec`` is a
-    preset name (default: the store's ``codec``).
+    preset name (default: the store's ``codec``). ``format_version`` names the arrays
+    (:func:`~wspace.store.naming.layout_arrays`); in format 2 they carry
+    ``dimension_names``, and ``coordinates`` (layer -> the ``coordinates`` attribute of its
+    array, for xarray). ``path`` places the group elsewhere than ``archs/<arch>/seg/<id>``.
     """
     segment_id = new_id()
-    path = segment_path(arch, segment_id)
+    path = segment_path(arch, segment_id) if path is None else path
     group = zarr.create_group(
         backend.store,
         path=path,
@@ -78,14 +97,24 @@ def create_segment(
         },
     )
     codecs = codec_chain(codec or config.codec)
+    names = layout_arrays(layout, format_version)
+    named = format_version >= 2
     arrays = []
-    for i, layer in enumerate(layout.layers):
+    for layer in layout.layers:
         width = layout.layer_size(layer)
         crow = chunk_rows if isinstance(chunk_rows, int) else chunk_rows[layer]
         srow = None if shard_rows is None else shard_rows.get(layer)
+        array_attrs: dict[str, Any] = {
+            "wspace": {
+                "layer": layer,
+                "tensors": [t.name for t in layout.layer_tensors(layer)],
+            }
+        }
+        if coordinates and layer in coordinates:
+            array_attrs["coordinates"] = coordinates[layer]
         arrays.append(
             group.create_array(
-                layer_key(i),
+                names[layer],
                 shape=(rows, width),
                 chunks=(crow, width),
                 shards=None if srow is None else (srow, width),
@@ -95,32 +124,45 @@ def create_segment(
                 serializer=codecs.serializer,
                 compressors=codecs.compressors,
                 config={"write_empty_chunks": True},
-                attributes={
-                    "wspace": {
-                        "layer": layer,
-                        "tensors": [t.name for t in layout.layer_tensors(layer)],
-                    }
-                },
+                dimension_names=(MODEL_DIM, param_dim(names[layer])) if named else None,
+                attributes=array_attrs,
             )
         )
     return segment_id, arrays
 
 
 def create_column(
-    group_path: str, backend: Backend, key: str, kind: str, name: str, rows: int, chunk_rows: int
+    group_path: str,
+    backend: Backend,
+    key: str,
+    kind: str,
+    name: str,
+    rows: int,
+    chunk_rows: int,
+    *,
+    format_version: int,
 ) -> zarr.Array[Any]:
-    """Create one metadata-column array in a segment."""
+    """Create one metadata-column array in a segment.
+
+    Numbers and booleans are float64 (NaN: missing), strings and JSON variable-length UTF-8
+    (:data:`~wspace.store.columns.MISSING_STR`: missing); the fill value is the missing
+    value. In format 2 the array has ``dimension_names = ["model"]`` and its kind in its
+    attributes.
+    """
     numeric = kind in ("int", "float", "bool")
+    named = format_version >= 2
+    meta: dict[str, Any] = {"column": name, "kind": kind} if named else {"column": name}
     return zarr.create_array(
         backend.store,
-        name=f"{group_path}/{key}",
+        name=f"{group_path}/{key}" if group_path else key,
         shape=(rows,),
         chunks=(chunk_rows,),
         dtype="float64" if numeric else str,
         fill_value=np.nan if numeric else MISSING_STR,
         compressors=column_compressors(),  # checksummed like the weights
         config={"write_empty_chunks": True},
-        attributes={"wspace": {"column": name}},
+        dimension_names=(MODEL_DIM,) if named else None,
+        attributes={"wspace": meta},
     )
 
 
@@ -138,7 +180,14 @@ class SegmentWriter:
     """
 
     def __init__(
-        self, backend: Backend, layout: Layout, config: StoreConfig, *, arch: str, writer_id: str
+        self,
+        backend: Backend,
+        layout: Layout,
+        config: StoreConfig,
+        *,
+        arch: str,
+        writer_id: str,
+        format_version: int,
     ) -> None:
         self.backend = backend
         self.layout = layout
@@ -153,8 +202,11 @@ class SegmentWriter:
             kind="segment",
             chunk_rows=dict(zip(layout.layers, self.chunks, strict=True)),
             codec=config.segment_codec_name(),
-            attrs={"writer": writer_id},
+            attrs={"writer": writer_id, "rows": ROWS_NOTE},
+            format_version=format_version,
         )
+        self.format_version = format_version
+        self.taken = taken_by_layers(layout, format_version)
         self.path = segment_path(arch, self.segment_id)
         self.slices = [layout.layer_slice(layer) for layer in layout.layers]
         # one buffer per layer holding the rows of its chunk being filled
@@ -189,9 +241,18 @@ class SegmentWriter:
                 new_columns[name] = merged
         for name, kind in new_columns.items():
             if name not in self.columns:
-                ckey = f"m{len(self.columns):03d}"
+                ckey = column_array(
+                    name, self.taken | {k for _, k in self.columns.values()}, self.format_version
+                )
                 self.column_arrays[name] = create_column(
-                    self.path, self.backend, ckey, kind, name, CAPACITY, self.meta_chunk
+                    self.path,
+                    self.backend,
+                    ckey,
+                    kind,
+                    name,
+                    CAPACITY,
+                    self.meta_chunk,
+                    format_version=self.format_version,
                 )
                 self.columns[name] = (kind, ckey)
             else:

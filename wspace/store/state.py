@@ -18,6 +18,7 @@ import numpy as np
 from wspace.errors import CorruptDataError
 from wspace.layout import Layout
 from wspace.store.config import StoreConfig
+from wspace.store.naming import layout_arrays
 from wspace.store.records import (
     AddArchRecord,
     AppendRecord,
@@ -29,10 +30,23 @@ from wspace.store.records import (
     record_key,
 )
 
-__all__ = ["ArchState", "KeysLoader", "LazyKeysArchState", "Piece", "StoreState", "replay"]
+__all__ = [
+    "ArchState",
+    "KeysLoader",
+    "LazyKeysArchState",
+    "Piece",
+    "StoreState",
+    "replay",
+    "segment_path",
+]
 
 KeysLoader = Callable[[CompactRecord], Sequence[RowKey]]
 """Reads the row keys of a ``compact`` record stored without them (in a checkpoint)."""
+
+
+def segment_path(arch: str, segment_id: str) -> str:
+    """Group path of a segment (where it is unless its record says otherwise)."""
+    return f"archs/{arch}/seg/{segment_id}"
 
 
 @dataclass
@@ -62,6 +76,19 @@ class ArchState:
     """Per segment: its metadata columns as of the latest record."""
     keys: dict[RowKey, tuple[int, int]] = field(default_factory=dict)
     """Visible key -> (piece index, offset in piece)."""
+    format_version: int = 1
+    """Store format version: how the arrays inside its segments are named."""
+    paths: dict[str, str] = field(default_factory=dict)
+    """Segments stored elsewhere than ``archs/<arch>/seg/<id>`` (an export's archive)."""
+
+    def location(self, segment: str) -> str:
+        """Group path of ``segment``."""
+        return self.paths.get(segment, segment_path(self.name, segment))
+
+    @property
+    def arrays(self) -> dict[str, str]:
+        """Layer -> array name inside this group's segments."""
+        return layout_arrays(self.layout, self.format_version)
 
     def add(
         self,
@@ -144,6 +171,8 @@ class StoreState:
     config: StoreConfig
     archs: dict[str, ArchState]
     version: int
+    format_version: int = 1
+    """The store's format version (its ``create`` record's)."""
 
 
 def replay(
@@ -189,7 +218,13 @@ def replay(
             if isinstance(r, AppendRecord) and r.arch == name and _version(r) > base
         ]
         archs[name] = _arch_state(name, layout, compact, appends, where, load_keys)
-    return StoreState(config=first.config, archs=archs, version=versions[-1])
+        archs[name].format_version = first.format_version
+    return StoreState(
+        config=first.config,
+        archs=archs,
+        version=versions[-1],
+        format_version=first.format_version,
+    )
 
 
 def _arch_state(
@@ -215,6 +250,8 @@ def _arch_state(
                 state = LazyKeysArchState(name=name, layout=layout)
                 lazy = _deferred(compact, load_keys, where)
         state.columns[compact.segment] = dict(compact.columns)
+        if compact.path is not None:
+            state.paths[compact.segment] = compact.path
         state.add(compact.segment, 0, compact.rows, keys or ())
     for rec in appends:
         state.columns[rec.segment] = dict(rec.columns)

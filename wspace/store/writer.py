@@ -73,6 +73,7 @@ class Writer:
         self.log.refresh()
         state = replay(self.log.records, url=self.backend.url)
         self.config = state.config
+        self.format_version = state.format_version
         self.layouts: dict[str, Layout] = {name: a.layout for name, a in state.archs.items()}
         self.committed_keys: set[RowKey] = {k for a in state.archs.values() for k in a.keys}
         self.commit_every = int(commit_every or self.config.commit_every)
@@ -148,7 +149,12 @@ class Writer:
         if segment is None:
             layout = self.layouts[row.arch]
             segment = SegmentWriter(
-                self.backend, layout, self.config, arch=row.arch, writer_id=self.id
+                self.backend,
+                layout,
+                self.config,
+                arch=row.arch,
+                writer_id=self.id,
+                format_version=self.format_version,
             )
             self.segments[row.arch] = segment
         segment.append(row.vector, row.columns, row.kinds, row.key)

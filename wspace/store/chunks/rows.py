@@ -7,13 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wspace.layout import Layout
 from wspace.store.backend import Backend
 from wspace.store.chunks.layer import LayerReader, open_arrays
 from wspace.store.chunks.plan import Request
 from wspace.store.chunks.read import read
-from wspace.store.log import Piece
-from wspace.store.segment import layer_key, segment_path
+from wspace.store.log import ArchState, Piece
 
 __all__ = ["RowSource", "piece_row_names", "row_source"]
 
@@ -71,11 +69,12 @@ def piece_row_names(pieces: Sequence[Piece], names: np.ndarray) -> list[np.ndarr
 
 
 def row_source(
-    backend: Backend, arch: str, layout: Layout, pieces: Sequence[Piece], names: np.ndarray
+    backend: Backend, state: ArchState, pieces: Sequence[Piece], names: np.ndarray
 ) -> RowSource:
-    """The :class:`RowSource` of the visible rows of ``pieces``, one reader per layer and
-    piece (``names``: the model of each visible row, for error messages). Opens the layer
-    arrays (their ``zarr.json``); reads no chunk."""
+    """The :class:`RowSource` of the visible rows of ``pieces`` (of the architecture group
+    ``state``), one reader per layer and piece (``names``: the model of each visible row, for
+    error messages). Opens the layer arrays (their ``zarr.json``); reads no chunk."""
+    layout = state.layout
     piece_of = np.repeat(np.arange(len(pieces)), [p.n_live for p in pieces])
     row_of = np.concatenate(
         [
@@ -88,10 +87,9 @@ def row_source(
     source = RowSource(readers, piece_of, row_of.astype(np.int64))
     if not pieces:
         return source
+    arrays_of = state.arrays
     paths = [
-        f"{segment_path(arch, p.segment)}/{layer_key(i)}"
-        for p in pieces
-        for i in range(len(layout.layers))
+        f"{state.location(p.segment)}/{arrays_of[layer]}" for p in pieces for layer in layout.layers
     ]
     arrays = iter(open_arrays(backend, paths))
     for piece, row_names in zip(pieces, piece_row_names(pieces, names), strict=True):
