@@ -15,7 +15,9 @@ import wspace
 from wspace.weightspace import permute_rows, random_perms
 from wspace.weightspace.example import ExampleConfig, run_example, tensor_statistics
 
-CI = ExampleConfig(per_class=5, epochs=3, nfn_epochs=15, mlp_epochs=30, workers=2)
+CI = ExampleConfig(
+    per_class=5, epochs=3, nfn_channels=4, nfn_epochs=10, mlp_epochs=30, workers=2
+)
 """4 classes x 5 networks x 3 snapshots = 60 rows (about a minute of training on 2 cores)."""
 
 
@@ -28,6 +30,7 @@ def example_run(tmp_path_factory):
         "--url", url, "--out", str(out), "--per-class", str(CI.per_class),
         "--epochs", str(CI.epochs), "--nfn-epochs", str(CI.nfn_epochs),
         "--mlp-epochs", str(CI.mlp_epochs), "--workers", str(CI.workers),
+        "--nfn-channels", str(CI.nfn_channels),
     ]  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-m", "wspace.weightspace.example", *args],

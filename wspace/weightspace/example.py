@@ -1,7 +1,7 @@
 """Worked example: predict a network's accuracy from its weights (the Small CNN Zoo task).
 
     python -m wspace.weightspace.example [--url DIR/zoo.zarr] [--per-class 3] [--epochs 4]
-        [--classes zero one two three] [--negatives 300] [--nfn-epochs 30] [--out FILE.json]
+        [--classes zero one two three] [--negatives 300] [--nfn-epochs 15] [--out FILE.json]
 
 1. **A zoo with snapshots**: one-vs-all digits LeNet-5s trained by :func:`wspace.train.
    orchestrate.train_zoo` with ``snapshots=True``, so every epoch of every network is a row with
@@ -71,15 +71,18 @@ class ExampleConfig:
     """Training epochs; every epoch is a snapshot row."""
     negatives: int | None = 300
     """Random negative images per network (``None``: all; fewer trains faster)."""
+    train_lr: float = 3e-4
+    """Learning rate of the zoo's networks: low enough that the early snapshots are still near
+    the majority rate, so that accuracy varies along the snapshots."""
     workers: int = 2
     """Training worker processes."""
     fractions: tuple[float, float] = (0.6, 0.4)
     """Train and held-out fractions of the networks."""
     seed: int = 0
     models: tuple[str, ...] = MODELS
-    nfn_channels: int = 8
-    nfn_epochs: int = 30
-    mlp_epochs: int = 60
+    nfn_channels: int = 4
+    nfn_epochs: int = 15
+    mlp_epochs: int = 40
     batch_size: int = 16
     lr: float = 1e-3
     gbm_estimators: int = 200
@@ -117,7 +120,9 @@ def train_digits_zoo(url: str, config: ExampleConfig) -> wspace.Zoo:
     from wspace.train.orchestrate import train_zoo
     from wspace.train.worker import TrainSettings
 
-    settings = TrainSettings(epochs=config.epochs, negatives=config.negatives, snapshots=True)
+    settings = TrainSettings(
+        epochs=config.epochs, negatives=config.negatives, lr=config.train_lr, snapshots=True
+    )
     train_zoo(
         url, classes=list(config.classes), per_class=config.per_class, settings=settings,
         workers=config.workers, seed=config.seed, progress=False,
@@ -248,11 +253,13 @@ def kendall_tau(prediction: np.ndarray, truth: np.ndarray) -> float:
     return float(kendalltau(prediction, truth).statistic)
 
 
-def run_example(zoo: Any, config: ExampleConfig | None = None) -> ExampleReport:
+def run_example(
+    zoo: Any, config: ExampleConfig | None = None, *, verbose: bool = False
+) -> ExampleReport:
     """Split ``zoo`` by model, fit every predictor with and without augmentation, score it.
 
     ``zoo`` needs an ``accuracy`` column (the trainer's validation accuracy) and, for the
-    leakage-safe split, a ``model`` column.
+    leakage-safe split, a ``model`` column. ``verbose`` prints every tau as it is computed.
     """
     config = config or ExampleConfig()
     train, test = zoo.split(config.fractions, by="model", seed=config.seed)
@@ -267,6 +274,8 @@ def run_example(zoo: Any, config: ExampleConfig | None = None) -> ExampleReport:
             key = augment or "none"
             taus[name][key] = kendall_tau(prediction, truth)
             seconds[f"{name}/{key}"] = time.perf_counter() - start
+            if verbose:
+                print(f"{name} augment={key}: tau {taus[name][key]:.3f}", flush=True)
     return ExampleReport(
         taus, len(train), len(test),
         int(train.models["model"].nunique()), int(test.models["model"].nunique()),
@@ -300,7 +309,7 @@ def main(argv: list[str] | None = None) -> ExampleReport:
     start = time.perf_counter()
     zoo = train_digits_zoo(args.url, config)
     trained = time.perf_counter() - start
-    report = run_example(zoo, config)
+    report = run_example(zoo, config, verbose=True)
     report.seconds["zoo"] = trained
     print(
         f"{len(zoo)} rows ({zoo.models['model'].nunique()} networks x snapshots); held out "
