@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 import wspace
-from wspace.errors import CoordinateNotFoundError, SchemaMismatchError
+from wspace.errors import CoordinateNotFoundError, ModelNotFoundError, SchemaMismatchError
 from wspace.testing import SMALL_LAYOUT, class_zoo, tiny_weights, tiny_zoo
-from wspace.weightspace.splits import split_rows
+from wspace.weightspace.splits import load_split, save_split, split_rows
 from wspace.weightspace.stats import compute_stats, load_stats, save_stats
 
 
@@ -109,6 +109,28 @@ def test_splits_keep_groups_together_and_are_deterministic(tmp_path):
     after = split_rows(grown.reset_index(drop=True), method="hash", seed=0)
     assert (after.iloc[: len(models)].to_numpy() == before.to_numpy()).all()
     assert set(after) == {"train", "val", "test"}
+
+
+def test_a_stored_split_comes_back_as_a_column_and_names_rows_added_since(tmp_path):
+    url = tiny_zoo(str(tmp_path / "z.zarr"), 6, steps=[1, 2], layout=small_layout())
+    zoo = wspace.open(url)
+    with pytest.raises(ModelNotFoundError, match="no stored split 'hash'"):
+        load_split(zoo, "hash")
+    labels = split_rows(zoo.models, (0.5, 0.5), method="hash", seed=0)
+    path = save_split(zoo, labels, "hash")
+    assert path == "_weightspace/small/splits/hash"
+    # reopened, any selection, in any order: the labels of exactly its rows
+    again = wspace.open(url)
+    pick = again.isel([5, 0, 3])
+    assert load_split(pick, "hash").tolist() == labels.iloc[[5, 0, 3]].tolist()
+    column = again.models.assign(split=load_split(again, "hash"))
+    assert (column.groupby("model")["split"].nunique() == 1).all()
+    with pytest.raises(SchemaMismatchError, match="3 labels for 12 rows"):
+        save_split(zoo, labels[:3], "bad")
+    with wspace.writer(url) as w:
+        w.append(tiny_weights(9, zoo.layout.size), model="new_9", step=1, cls="church")
+    with pytest.raises(ModelNotFoundError, match="added since"):
+        load_split(wspace.open(url), "hash")
 
 
 @pytest.mark.parametrize(

@@ -394,7 +394,7 @@ class Zoo:
         prefetch: bool = True,
         view: str | None = None,
         augment: Literal["permute"] | None = None,
-        normalize: bool = False,
+        normalize: bool | WeightStats = False,
     ) -> Iterator[ViewBatch]: ...
 
     def batches(
@@ -407,7 +407,7 @@ class Zoo:
         prefetch: bool = True,
         view: str | None = None,
         augment: Literal["permute"] | None = None,
-        normalize: bool = False,
+        normalize: bool | WeightStats = False,
     ) -> Iterator[Batch] | Iterator[ViewBatch]:
         """Stream rows as torch batches with their metadata, without loading the zoo.
 
@@ -416,7 +416,7 @@ class Zoo:
         ``normalize=True`` the batches are :class:`wspace.weightspace.ViewBatch` es (``.x`` the
         view, ``.meta`` the metadata); see :func:`wspace.weightspace.views.batches`.
         """
-        if view is not None or augment is not None or normalize:
+        if view is not None or augment is not None or normalize is not False:
             from wspace.weightspace.views import batches as view_batches
 
             return view_batches(
@@ -495,7 +495,9 @@ class Zoo:
         labels = split_rows(self._frame(), fractions, by=by, seed=seed, method=method).to_numpy()
         return tuple(self.isel(np.flatnonzero(labels == n)) for n in part_names(len(fractions)))
 
-    def features(self, view: str = "flat", *, normalize: bool = False, **options: Any) -> Any:
+    def features(
+        self, view: str = "flat", *, normalize: bool | WeightStats = False, **options: Any
+    ) -> Any:
         """These rows in one view (``"nfn"``, ``"dws"``, ``"tokens"``, ``"graph"``, ``"flat"``,
         ``"state_dict"``); reads them all. See :func:`wspace.weightspace.to_view`."""
         from wspace.weightspace.views import features

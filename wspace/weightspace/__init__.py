@@ -4,7 +4,8 @@
 - :func:`random_perms`, :func:`permute_rows` — apply permutations to flat rows (batched);
 - :func:`to_view` — rows as ``nfn``, ``dws``, ``tokens``, ``graph``, ``flat`` or ``state_dict``;
 - :func:`compute_stats` — per-tensor and per-layer mean/std in one streaming pass;
-- :func:`split_rows` — deterministic, leakage-safe train/val/test splits by group;
+- :func:`split_rows` — deterministic, leakage-safe train/val/test splits by group
+  (:func:`save_split` / :func:`load_split` store them beside the data);
 - :func:`canonicalize` — ``sort`` and ``match`` (weight matching) canonical forms.
 
 Names are imported on first use, so ``import wspace.weightspace`` loads neither torch nor scipy.
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
         random_perms,
     )
     from wspace.weightspace.permuted import PermutedZoo
-    from wspace.weightspace.splits import split_rows
+    from wspace.weightspace.splits import load_split, save_split, split_rows
     from wspace.weightspace.stats import WeightStats, compute_stats
     from wspace.weightspace.symmetry import AxisRef, NeuronGroup, Symmetry, WeightLayer, analyze
     from wspace.weightspace.views import VIEWS, ViewBatch, to_view
@@ -50,8 +51,10 @@ __all__ = [
     "compute_stats",
     "identity_perms",
     "invert_perms",
+    "load_split",
     "permute_rows",
     "random_perms",
+    "save_split",
     "split_rows",
     "to_view",
 ]
@@ -69,6 +72,8 @@ _HOME = {
     "random_perms": "permute",
     "PermutedZoo": "permuted",
     "split_rows": "splits",
+    "save_split": "splits",
+    "load_split": "splits",
     "WeightStats": "stats",
     "compute_stats": "stats",
     "VIEWS": "views",

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import torch
 
     from wspace import Zoo
+    from wspace.weightspace.stats import WeightStats
 
 __all__ = ["PermutedZoo"]
 
@@ -145,7 +146,9 @@ class PermutedZoo:
         """The zoo's statistics (a permutation does not change them); see ``Zoo.stats``."""
         return self._zoo.stats(**options)
 
-    def features(self, view: str = "flat", *, normalize: bool = False, **options: Any) -> Any:
+    def features(
+        self, view: str = "flat", *, normalize: bool | WeightStats = False, **options: Any
+    ) -> Any:
         """The permuted rows in one view; see :func:`wspace.weightspace.views.features`."""
         from wspace.weightspace.views import features
 

@@ -23,15 +23,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from wspace.errors import CoordinateNotFoundError, SchemaMismatchError, listing
+from wspace.errors import CoordinateNotFoundError, ModelNotFoundError, SchemaMismatchError, listing
+from wspace.weightspace.derived import object_path, read_object, write_object
 
-__all__ = ["SPLIT_NAMES", "part_names", "split_rows"]
+__all__ = ["SPLIT_NAMES", "load_split", "part_names", "save_split", "split_rows"]
 
 SPLIT_NAMES = ("train", "val", "test")
 """Default names of the parts."""
@@ -108,3 +109,76 @@ def split_rows(
         raise SchemaMismatchError(f"split method must be 'shuffle' or 'hash', not {method!r}")
     labels = [names[min(part[k], len(names) - 1)] for k in keys]
     return pd.Series(labels, index=models.index, name="split", dtype=object)
+
+
+def _identity(models: pd.DataFrame) -> list[tuple[str, int | None]]:
+    steps = models["step"].tolist() if "step" in models else [None] * len(models)
+    return [
+        (str(m), None if s is None or s != s else int(s))
+        for m, s in zip(models["model"], steps, strict=True)
+    ]
+
+
+def save_split(
+    zoo: Any,
+    labels: pd.Series | Sequence[str],
+    name: str = "split",
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> str:
+    """Store the part label of every row of ``zoo`` as ``name``; return its path in the store.
+
+    The store has no API to add a column to committed rows (rewriting them would make new
+    versions of every row), so the labels are a derived object beside the data:
+    ``_weightspace/<arch>/splits/<name>.json`` (schema ``wspace.split/1``: arch, log version,
+    every row's ``model``, ``step`` and label). :func:`load_split` gives them back as a column.
+    """
+    values = [str(v) for v in (labels.tolist() if isinstance(labels, pd.Series) else labels)]
+    models = zoo.models
+    if len(values) != len(models):
+        raise SchemaMismatchError(
+            f"store {zoo.url!r}: split {name!r} has {len(values)} labels for {len(models)} rows"
+        )
+    ident = _identity(models)
+    path = object_path(zoo.layout.name, "splits", name)
+    value = {
+        "schema": "wspace.split/1", "arch": zoo.layout.name, "version": zoo.version,
+        "models": [m for m, _ in ident], "steps": [s for _, s in ident], "labels": values,
+    }  # fmt: skip
+    write_object(zoo.url, path, value, storage_options=storage_options)
+    return path
+
+
+def load_split(
+    zoo: Any, name: str = "split", *, storage_options: Mapping[str, Any] | None = None
+) -> pd.Series:
+    """The stored split ``name`` (:func:`save_split`) as a column aligned with ``zoo.models``.
+
+    Raises
+    ------
+    ModelNotFoundError
+        No such split is stored, or a row of ``zoo`` is not in it (added since).
+    """
+    found = read_object(
+        zoo.url, object_path(zoo.layout.name, "splits", name), storage_options=storage_options
+    )
+    if found is None:
+        raise ModelNotFoundError(
+            f"store {zoo.url!r} (arch {zoo.layout.name!r}) has no stored split {name!r}; "
+            "store one with wspace.weightspace.splits.save_split(zoo, labels)"
+        )
+    value = found[0]
+    where = {
+        (str(m), s): label
+        for m, s, label in zip(value["models"], value["steps"], value["labels"], strict=True)
+    }
+    models = zoo.models
+    try:
+        labels = [where[key] for key in _identity(models)]
+    except KeyError as exc:
+        raise ModelNotFoundError(
+            f"store {zoo.url!r}: split {name!r} (log version {value['version']}) has no row "
+            f"{exc.args[0]!r}, added since; split again (method='hash' keeps every old row's "
+            "part) and save it"
+        ) from None
+    return pd.Series(labels, index=models.index, name=name, dtype=object)

@@ -36,6 +36,7 @@ import torch
 from wspace.errors import SchemaMismatchError, listing
 from wspace.layout import Layout
 from wspace.weightspace.permute import permute_rows, random_perms
+from wspace.weightspace.stats import WeightStats
 from wspace.weightspace.views.dws import dws_view
 from wspace.weightspace.views.graph import graph_view
 from wspace.weightspace.views.nfn import nfn_view
@@ -94,12 +95,25 @@ class ViewBatch(NamedTuple):
     """The permutations applied (``augment="permute"``), group -> ``(B, size)``."""
 
 
-def features(zoo: Any, view: str = "flat", *, normalize: bool = False, **options: Any) -> Any:
-    """All of the zoo's rows in ``view`` (reads them; use :func:`batches` for large zoos)."""
+def _mean_std(zoo: Any, normalize: bool | WeightStats) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(mean, std)`` vectors of ``normalize``: given statistics, the zoo's own, or none."""
+    if isinstance(normalize, WeightStats):
+        return normalize.flat(zoo.layout)
+    return zoo.stats().flat(zoo.layout) if normalize else None
+
+
+def features(
+    zoo: Any, view: str = "flat", *, normalize: bool | WeightStats = False, **options: Any
+) -> Any:
+    """All of the zoo's rows in ``view`` (reads them; use :func:`batches` for large zoos).
+
+    ``normalize``: ``True`` standardises every tensor by the zoo's statistics, a
+    :class:`~wspace.weightspace.WeightStats` by those (e.g. a training split's).
+    """
     rows = np.asarray(zoo.values)
-    if normalize:
-        mean, std = zoo.stats().flat(zoo.layout)
-        rows = (rows - mean) / std
+    mean_std = _mean_std(zoo, normalize)
+    if mean_std is not None:
+        rows = (rows - mean_std[0]) / mean_std[1]
     return to_view(zoo.layout, rows, view, **options)
 
 
@@ -109,7 +123,7 @@ def batches(
     *,
     view: str = "flat",
     augment: Literal["permute"] | None = None,
-    normalize: bool = False,
+    normalize: bool | WeightStats = False,
     shuffle: bool = False,
     seed: int | None = None,
     drop_last: bool = False,
@@ -120,8 +134,10 @@ def batches(
 
     Rows are visited in order, or shuffled by ``numpy.random.default_rng(seed)``; with
     ``augment="permute"`` every row of every batch gets fresh random neuron permutations from
-    the same generator (its function is unchanged); ``normalize`` standardises every tensor by
-    the zoo's statistics (``zoo.stats()``: stored ones when they match these rows). Only each
+    the same generator (its function is unchanged); ``normalize=True`` standardises every tensor
+    by the zoo's statistics (``zoo.stats()``: stored ones when they match these rows), a
+    :class:`~wspace.weightspace.WeightStats` by those — pass the training split's statistics
+    when streaming a held-out split, so that nothing is computed from held-out rows. Only each
     batch's rows are read, and the next batch is read and converted in a background thread.
     """
     if batch_size < 1:
@@ -133,7 +149,7 @@ def batches(
     layout: Layout = zoo.layout
     symmetry = layout.symmetry if augment else None
     if (
-        normalize
+        normalize is not False
         and options.get("norm", "fold") == "fold"
         and any(w.norms for w in layout.symmetry.layers)
         and view in ("nfn", "dws", "graph")
@@ -142,7 +158,7 @@ def batches(
             f"layout {layout.name!r}: normalize=True would fold standardised batch-norm "
             "statistics; pass norm='carry' (tokens) or normalize=False"
         )
-    mean_std = zoo.stats().flat(layout) if normalize else None
+    mean_std = _mean_std(zoo, normalize)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(zoo)) if shuffle else np.arange(len(zoo))
     stops = range(batch_size, len(order) + (0 if drop_last else batch_size), batch_size)

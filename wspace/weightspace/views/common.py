@@ -22,7 +22,7 @@ from wspace.errors import SchemaMismatchError
 from wspace.layout import Layout
 from wspace.weightspace.symmetry import Symmetry, WeightLayer
 
-__all__ = ["LayerArrays", "NormMode", "spatial", "torch_form", "weight_index"]
+__all__ = ["LayerArrays", "NormMode", "spatial", "torch_form", "torch_weight", "weight_index"]
 
 NormMode: TypeAlias = Literal["fold", "carry", "error"]
 """What a view does with per-channel (batch-norm) layers."""
@@ -34,7 +34,8 @@ class LayerArrays:
 
     layer: WeightLayer
     weight: np.ndarray
-    """``(B, out, in, *kernel)``; a dense layer after a flatten is ``(B, out, c*h*w)``."""
+    """``(B, out, in, *kernel)``; a dense layer after a flatten is ``(B, out, c, h, w)``; may
+    be a strided view of the rows (views copy it once, into their own layout)."""
     bias: np.ndarray
     """``(B, out)``."""
     norms: list[dict[str, np.ndarray]] = field(default_factory=list)
@@ -50,7 +51,8 @@ def weight_index(layout: Layout, w: WeightLayer) -> tuple[np.ndarray, tuple[int,
     """Flat-vector positions of ``w``'s torch-form weight, and its torch shape.
 
     ``rows[:, index].reshape(B, *shape)`` is the weight ``(out, in, *kernel)`` with a flattened
-    map's inputs in ``(c, h, w)`` order.
+    map's inputs in ``(c, h, w)`` order. (:func:`torch_weight` gets the same by reshapes and
+    transposes, without an index.)
     """
     spec, index, shape = layout.view(f"{w.name}/weight")
     index = spec.offset + np.asarray(index)
@@ -62,11 +64,30 @@ def weight_index(layout: Layout, w: WeightLayer) -> tuple[np.ndarray, tuple[int,
     return index, tuple(shape)
 
 
-def _gather(rows: np.ndarray, index: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    start = int(index[0]) if len(index) else 0
-    if len(index) and np.array_equal(index, np.arange(start, start + len(index))):
-        return rows[:, start : start + len(index)].reshape(len(rows), *shape)  # a view
-    return rows[:, index].reshape(len(rows), *shape)
+def torch_weight(layout: Layout, w: WeightLayer, rows: np.ndarray) -> np.ndarray:
+    """``w``'s weight of every row in torch form, a strided view of ``rows`` (no copy).
+
+    ``(B, out, in, *kernel)``; a dense layer reading a flattened map is ``(B, out, c, h, w)``
+    (torch's flatten order, whatever the stored one). Keras kernels ``(*kernel, in, out)`` are
+    transposed by the view's strides, so that a view converts the whole batch in one copy.
+    """
+    spec = layout[w.weight]
+    batch = len(rows)
+    block = rows[:, spec.offset : spec.stop]
+    if w.flatten is None:
+        if spec.convention == "torch":
+            return block.reshape(batch, *spec.shape)
+        nd = len(spec.shape) - 2  # Keras (*kernel, in, out) -> (out, in, *kernel)
+        return block.reshape(batch, *spec.shape).transpose(0, nd + 2, nd + 1, *range(1, nd + 1))
+    order, (c, *hw) = w.flatten
+    nd = len(hw)
+    if spec.convention == "torch":
+        if order == "chw":
+            return block.reshape(batch, w.n_out, c, *hw)
+        return block.reshape(batch, w.n_out, *hw, c).transpose(0, 1, nd + 2, *range(2, nd + 2))
+    if order == "chw":  # Keras (in, out) with inputs in (c, h, w) order
+        return block.reshape(batch, c, *hw, w.n_out).transpose(0, nd + 2, 1, *range(2, nd + 2))
+    return block.reshape(batch, *hw, c, w.n_out).transpose(0, nd + 2, nd + 1, *range(1, nd + 1))
 
 
 def torch_form(
@@ -87,8 +108,7 @@ def torch_form(
     """
     out = []
     for w in symmetry.layers:
-        index, shape = weight_index(layout, w)
-        weight = _gather(rows, index, shape)
+        weight = torch_weight(layout, w, rows)
         if w.bias is None:
             bias = np.zeros((len(rows), w.n_out), dtype=rows.dtype)
         else:

@@ -10,12 +10,14 @@ order (layer ``i`` maps ``d_in`` to ``d_out``). A dense layer has ``C = 1``; a c
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from wspace.layout import Layout
 from wspace.weightspace.symmetry import Symmetry
-from wspace.weightspace.views.common import NormMode, spatial, torch_form
+from wspace.weightspace.views.common import NormMode, torch_form
 
 __all__ = ["dws_view"]
 
@@ -32,8 +34,11 @@ def dws_view(
     """``rows`` ``(B, size)`` as DWSNets' ``(weights, biases)``."""
     weights, biases = [], []
     for arrays in torch_form(layout, symmetry, rows, norm=norm, eps=eps):
-        w, k = spatial(arrays)  # (B, out, in, k)
-        weights.append(torch.from_numpy(np.ascontiguousarray(w.transpose(0, 2, 1, 3))))
+        w = arrays.weight  # (B, out, in, *kernel) or (B, out, c, h, w), maybe strided
+        k = math.prod(w.shape[3:])
+        # one copy per layer for the whole batch: swap (out, in), then merge the kernel axes
+        swapped = np.ascontiguousarray(w.swapaxes(1, 2)).reshape(w.shape[0], w.shape[2], -1, k)
+        weights.append(torch.from_numpy(swapped))
         b = arrays.bias[..., None]
         if pad_bias and k > 1:
             b = np.concatenate([b, np.zeros((*b.shape[:2], k - 1), dtype=b.dtype)], axis=-1)

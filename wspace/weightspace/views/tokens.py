@@ -56,18 +56,21 @@ def tokens_view(
     batch = len(rows)
     blocks, masks, widths = [], [], []
     for arrays in torch_form(layout, symmetry, rows, norm=norm, eps=eps):
-        parts = [arrays.weight.reshape(batch, arrays.layer.n_out, -1), arrays.bias[..., None]]
-        parts += [v[..., None] for norm_layer in arrays.norms for v in norm_layer.values()]
-        neuron = np.concatenate(parts, axis=-1)  # (B, out, width)
-        width = neuron.shape[-1]
+        w = arrays.weight
+        n_out, n_w = w.shape[1], math.prod(w.shape[2:])
+        extras = [arrays.bias] + [v for norm_layer in arrays.norms for v in norm_layer.values()]
+        width = n_w + len(extras)
         pieces = math.ceil(width / token_size)
-        padded = np.zeros((batch, neuron.shape[1], pieces * token_size), dtype=np.float32)
-        padded[..., :width] = neuron
+        padded = np.zeros((batch, n_out, pieces * token_size), dtype=np.float32)
+        # one strided copy per layer for the whole batch, straight into the token buffer
+        np.copyto(padded[..., :n_w].reshape(w.shape), w)
+        for j, extra in enumerate(extras):
+            padded[..., n_w + j] = extra
         mask = np.zeros(pieces * token_size, dtype=bool)
         mask[:width] = True
         blocks.append(padded.reshape(batch, -1, token_size))
-        masks.append(np.tile(mask.reshape(pieces, token_size), (neuron.shape[1], 1)))
-        widths.append((neuron.shape[1], width))
+        masks.append(np.tile(mask.reshape(pieces, token_size), (n_out, 1)))
+        widths.append((n_out, width))
     positions, _ = _plan(tuple(widths), token_size)
     tokens = torch.from_numpy(np.concatenate(blocks, axis=1))
     mask_t = torch.from_numpy(np.concatenate(masks, axis=0))
