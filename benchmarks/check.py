@@ -67,7 +67,7 @@ def save_stats(path: str | Path, stats: Stats) -> None:
         arrays[f"{layer}/mean"] = np.asarray(mean, dtype=np.float64)
         arrays[f"{layer}/std"] = np.asarray(std, dtype=np.float64)
     with open(path, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **arrays)  # type: ignore[arg-type]
 
 
 def load_stats(path: str | Path) -> Stats:

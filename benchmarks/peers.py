@@ -17,6 +17,7 @@ in the layout's torch order: :data:`CANONICAL` entries for the result check.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -104,12 +105,12 @@ def xzarr_q2(ds: Any, m: Manifest) -> np.ndarray:
 
 
 def xzarr_q3(ds: Any, m: Manifest) -> Stats:
-    import dask
+    from dask.base import compute
 
     lazy = {
         layer: (ds[layer].mean("model").data, ds[layer].std("model").data) for layer in m["layers"]
     }
-    (stats,) = dask.compute(lazy)
+    (stats,) = compute(lazy)
     return {k: (np.asarray(a), np.asarray(b)) for k, (a, b) in stats.items()}
 
 
@@ -182,7 +183,7 @@ def st_canonical(m: Manifest, q: str, result: Any) -> Answer:
 
 def register() -> None:
     """Add the peers to :data:`benchmarks.queries.OPEN`, ``QUERIES`` and ``CANONICAL``."""
-    systems = {
+    systems: dict[str, tuple[Callable[[Manifest], Any], list[Any], Callable[..., Answer]]] = {
         "lance": (lance_open, [lance_q1, lance_q2, lance_q3, lance_q4, lance_count], zoo_order),
         "xzarr": (xzarr_open, [xzarr_q1, xzarr_q2, xzarr_q3, xzarr_q4, xzarr_count], zoo_order),
         "safetensors": (st_open, [st_q1, st_q2, st_q3, st_q4, None], st_canonical),

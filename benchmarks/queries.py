@@ -54,13 +54,13 @@ def ws_q2(zoo: Any, m: Manifest) -> np.ndarray:
 
 
 def ws_q3(zoo: Any, m: Manifest) -> Stats:
-    import dask
+    from dask.base import compute
 
     lazy = {}
     for layer in zoo.layout.layers:
         data = zoo.layer(layer)
         lazy[layer] = (data.mean("model").data, data.std("model").data)
-    (stats,) = dask.compute(lazy)
+    (stats,) = compute(lazy)
     return {k: (np.asarray(a), np.asarray(b)) for k, (a, b) in stats.items()}
 
 
@@ -184,7 +184,7 @@ def modelwise_q2(by_name: Any, m: Manifest) -> np.ndarray:
 
 
 def modelwise_q4(by_name: Any, m: Manifest) -> np.ndarray:
-    return by_name[m["q4"]["model"]]["parameters_flat"].numpy()[None]
+    return np.asarray(by_name[m["q4"]["model"]]["parameters_flat"].numpy())[None]
 
 
 # -- physical limits: raw float32 .npy through a memory map -----------------------------------
@@ -308,7 +308,8 @@ QUERIES: dict[str, dict[str, Query]] = {
 
 # -- canonical answers (untimed) --------------------------------------------------------------
 def _names(m: Manifest, q: str) -> list[str]:
-    return {"q1": m["q1"]["models"], "q2": m["q2"]["models"], "q4": [m["q4"]["model"]]}[q]
+    names = {"q1": m["q1"]["models"], "q2": m["q2"]["models"], "q4": [m["q4"]["model"]]}[q]
+    return [str(n) for n in names]
 
 
 def zoo_order(m: Manifest, q: str, result: Any) -> Answer:
@@ -332,7 +333,7 @@ def _layer_perm(m: Manifest, layer: str) -> np.ndarray:
     from wspace.io.pickles import layerwise_permutation
     from wspace.layout import Layout
 
-    return (
+    return np.asarray(
         layerwise_permutation(Layout.from_dict(m["layout_dict"]), layer)
         - m["layer_slices"][layer][0]
     )

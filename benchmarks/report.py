@@ -95,9 +95,8 @@ def query_tables(ds: dict[str, Any], caches: list[str], md: bool, q2: int) -> li
                 cells += [_t(r["median_s"]), _t(r["e2e_s"]), vs]
             warm = pick(ds, q, caches[0], s)
             cells += [_t(warm["open_s"]) if warm else "-"]
-            cells += [
-                f"{max(pick(ds, q, c, s)['rss_max_mb'] for c in caches if pick(ds, q, c, s)):.0f}"
-            ]
+            measured = [r for r in (pick(ds, q, c, s) for c in caches) if r is not None]
+            cells += [f"{max(r['rss_max_mb'] for r in measured):.0f}"]
             rows.append(cells)
         parts.append(QUERY_TEXT.get(q, q).format(q2=f"{q2:,}"))
         parts.append(_render(head, rows, md))

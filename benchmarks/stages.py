@@ -121,7 +121,8 @@ def measure_codecs(manifest: dict[str, Any], rows: int) -> dict[str, Any]:
 
 
 def environment() -> dict[str, Any]:
-    import dask
+    from importlib.metadata import version
+
     import h5py
     import lance
     import safetensors
@@ -136,7 +137,7 @@ def environment() -> dict[str, Any]:
         "versions": {
             "zarr": zarr.__version__,
             "numpy": np.__version__,
-            "dask": dask.__version__,
+            "dask": version("dask"),
             "xarray": xarray.__version__,
             "h5py": h5py.__version__,
             "pylance": lance.__version__,
