@@ -1,15 +1,19 @@
-"""wspace against the published formats and the hardware: Q1-Q7 and the scale test, one run.
+"""wspace against its peers, the published formats and the hardware, in one run.
 
-    python -m benchmarks.run --models 10610            # the full benchmark (~1 h, ~30 GB disk)
+    python -m benchmarks.run --models 10610            # the full benchmark (~1-2 h, ~45 GB disk)
     python -m benchmarks.run --quick                   # smoke test (CI): small, one repetition
 
-Builds a zoo of realistic LeNet-5 rows (``benchmarks/synth.py``) as a wspace store and as the
-baselines (``benchmarks/formats.py``), times every query in fresh processes with a warm and a
-cold page cache (median of ``--reps`` runs, peak RSS of each), measures append throughput
-(Q6) and bytes per model (Q7), runs the 100,000-row scale test, prints the tables with
-PASS/FAIL per target, and writes them as JSON (``--out``) and Markdown (``--docs``). It exits
-non-zero only on errors (a failed process, results that disagree between systems), never on
-timings.
+Builds a zoo of realistic LeNet-5 rows (``benchmarks/synth.py``) as a wspace store, as the
+published formats through wspace's own exporters, as the peers (Lance, Zarr by hand with
+xarray, a safetensors folder) and as raw ``.npy`` files (row-major and per layer: the physical
+limits); times every query in fresh processes, open and query apart ("query" and "e2e"), with
+a warm and a cold page cache (median of ``--reps`` runs, peak RSS of each); checks that every
+system returned exactly the same rows (:mod:`benchmarks.check`); measures memcpy and disk
+bandwidth, every spelling of a row query, append throughput (Q6), bytes per model (Q7), the
+codecs and the scaling curve (open, Q1, Q4 at ``--scale-sizes`` rows); prints the tables with
+PASS/FAIL per target and writes them as JSON (``--out``) and Markdown (``--docs``, or later
+``python -m benchmarks.report``). It exits non-zero only on errors (a failed process, results
+that disagree between systems), never on timings.
 """
 
 from __future__ import annotations
