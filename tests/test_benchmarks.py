@@ -134,3 +134,13 @@ def test_benchmark_layouts_match_the_library():
     assert full_layout() == lenet5_layout()  # built without torch for the worker processes
     assert small_layout().layers == lenet5_layout().layers
     assert small_layout().layer_size("dense_1") == lenet5_layout().layer_size("dense_1")
+
+
+def test_scaling_growth_is_classified_from_the_exponent():
+    from benchmarks.scaling import growth
+
+    assert growth([(1_000, 0.010), (100_000, 0.012)])["kind"] == "flat"
+    assert growth([(1_000, 0.010), (100_000, 0.030)])["kind"] == "logarithmic"
+    assert growth([(1_000, 0.010), (100_000, 0.300)])["kind"] == "sublinear"
+    linear = growth([(1_000, 0.010), (10_000, 0.1), (100_000, 1.0)])
+    assert linear["kind"] == "linear" and abs(linear["exponent"] - 1) < 1e-9
