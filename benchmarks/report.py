@@ -315,13 +315,13 @@ def markdown(
     return "\n".join(lines)
 
 
-def previous_results(page: str) -> str:
-    """The "## This run" + "## Results" sections of an older page, relabelled."""
+def previous_results(page: str, title: str = "Previous run (kept from the earlier page)") -> str:
+    """The "## This run" + "## Results" sections of an older page, under ``title``."""
     start = page.find("## This run")
     end = page.find("## What is timed")
     if start < 0 or end < 0:
         return ""
-    body = page[start:end].replace("## This run", "## Previous run (kept from the earlier page)")
+    body = page[start:end].replace("## This run", f"## {title}")
     return body.replace("## Results", "### Its results")
 
 
@@ -347,11 +347,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--docs", default=None, help="write the Markdown page here")
     p.add_argument("--title", default="This run", help="heading of this run's section")
     p.add_argument("--previous", default=None, help="keep this page's results below")
+    p.add_argument(
+        "--previous-title",
+        default="Previous run (kept from the earlier page)",
+        help="heading of the kept results",
+    )
     args = p.parse_args(argv)
     res = json.loads(Path(args.results).read_text())
     print(tables(res))
     if args.docs:
-        previous = previous_results(Path(args.previous).read_text()) if args.previous else ""
+        previous = ""
+        if args.previous:
+            previous = previous_results(Path(args.previous).read_text(), args.previous_title)
         write_docs(res, args.docs, title=args.title, previous=previous)
         print(f"wrote {args.docs}")
 
