@@ -2,9 +2,12 @@
 
     python -m benchmarks.child query SYSTEM QUERY MANIFEST OUT
     python -m benchmarks.child writer MANIFEST OUT URL START STOP READY GO
+    python -m benchmarks.child spelling INDEXES MANIFEST REPS OUT
 
-``query`` runs one query of :data:`benchmarks.queries.QUERIES` and writes
-``{"seconds": ..., "check": ..., "rss_mb": ...}`` to ``OUT``. ``writer`` generates rows
+``query`` opens the system (:data:`benchmarks.queries.OPEN`), runs one query of
+:data:`benchmarks.queries.QUERIES` on it and writes ``{"open_s": ..., "query_s": ...,
+"check": ..., "stats": ..., "rss_mb": ...}`` to ``OUT``. ``spelling`` times one way of writing
+a row query (:mod:`benchmarks.spellings`). ``writer`` generates rows
 ``[START, STOP)`` of the synthetic zoo, creates the file ``READY``, waits for the file ``GO``,
 appends the rows to the store at ``URL`` through one :class:`wspace.Writer` (default
 settings) and writes ``{"end": time.time(), "rows": n, "rss_mb": ...}`` to ``OUT``.
@@ -34,23 +37,93 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+IMPORTS = {
+    "wspace": ("dask.array", "xarray", "wspace", "wspace.query"),
+    "hdf5": ("h5py", "wspace.io.keras_h5"),
+    "modelwise_pickle": ("torch",),
+    "lance": ("lance", "pyarrow"),
+    "xzarr": ("xarray", "zarr", "dask.array"),
+    "safetensors": ("safetensors", "safetensors.numpy"),
+}
+"""Modules each system imports before the clock starts (imports are never timed)."""
+
+
 def _query(system: str, query: str, manifest: str, out: str) -> None:
-    """Run one query; with a comma in ``query``, several one after the other (``--quick``)."""
+    """Run one query; with a comma in ``query``, several one after the other (``--quick``).
+
+    Each query is timed as ``open`` then the query on what it opened (see
+    :mod:`benchmarks.queries`); Q3's statistics are written next to ``out`` for the check.
+    """
+    import importlib
+    import time
+
     import numpy  # noqa: F401
 
-    from benchmarks.queries import QUERIES, load_manifest, summary
+    import benchmarks.peers  # noqa: F401  (registers the peers)
+    from benchmarks.check import digest, save_stats
+    from benchmarks.queries import CANONICAL, OPEN, QUERIES, load_manifest
 
-    if system == "wspace":
-        import dask.array  # noqa: F401
-        import xarray  # noqa: F401
-
-        import wspace  # noqa: F401
+    for module in IMPORTS.get(system, ()):
+        importlib.import_module(module)
     m = load_manifest(manifest)
     got = {}
     for q in filter(None, query.split(",")):
-        seconds, result = QUERIES[q][system](m)
-        got[q] = {"seconds": seconds, "check": summary(result), "rss_mb": peak_rss_mb()}
+        t0 = time.perf_counter()
+        handle = OPEN[system](m)
+        t1 = time.perf_counter()
+        result = QUERIES[q][system](handle, m)
+        t2 = time.perf_counter()
+        rss = peak_rss_mb()
+        answer = CANONICAL[system](m, q, result)
+        stats = None
+        if answer.stats is not None:
+            stats = f"{out}.{q}.npz"
+            save_stats(stats, answer.stats)
+        got[q] = {
+            "open_s": t1 - t0,
+            "query_s": t2 - t1,
+            "check": digest(answer),
+            "stats": stats,
+            "rss_mb": rss,
+        }
+        del handle, result, answer
     Path(out).write_text(json.dumps(got if "," in query else got[query]))
+
+
+def _spelling(which: str, manifest: str, reps: str, out: str) -> None:
+    """Time spellings (comma-separated indexes of :data:`~benchmarks.spellings.SPELLINGS`) on
+    an opened store: each one's first call, then ``reps`` repeats."""
+    import time
+
+    import dask.array  # noqa: F401
+    import xarray  # noqa: F401
+
+    import wspace
+    from benchmarks.check import digest
+    from benchmarks.queries import load_manifest
+    from benchmarks.spellings import SPELLINGS
+
+    m = load_manifest(manifest)
+    zoo = wspace.open(m["store"])
+    spellings = list(SPELLINGS.values())
+    got = {}
+    for index in which.split(","):
+        spell = spellings[int(index)]
+        times = []
+        answer = None
+        for _ in range(1 + int(reps)):
+            t = time.perf_counter()
+            result = spell.run(zoo, m)
+            times.append(time.perf_counter() - t)
+            answer = answer or spell.answer(m, result)
+        assert answer is not None
+        got[index] = {
+            "first_s": times[0],
+            "repeat_s": times[1:],
+            "check": digest(answer),
+            "rss_mb": peak_rss_mb(),
+        }
+    Path(out).write_text(json.dumps(got))
 
 
 def _writer(manifest: str, out: str, url: str, start: str, stop: str, ready: str, go: str) -> None:
@@ -84,6 +157,8 @@ def main(argv: list[str]) -> None:
         _query(*args)
     elif kind == "writer":
         _writer(*args)
+    elif kind == "spelling":
+        _spelling(*args)
     else:
         raise SystemExit(f"unknown child kind {kind!r}")
 

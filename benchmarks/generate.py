@@ -9,7 +9,15 @@ Layout of a work directory (``--workdir``, default ``/tmp/wspace-bench``)::
     <name>/modelwise.pkl       modelwise pickle (list of per-model dicts of torch tensors)
     <name>/layerwise.pkl       layerwise pickle (per class, per layer, lists of numpy rows)
     <name>/raw.npy             float32 (rows, params), rows in zoo order (+ .classes.npy)
+    <name>/raw_layers/         float32 <layer>.npy per layer (+ classes.npy, models.json)
+    <name>/lance/              Lance dataset (peer)
+    <name>/xzarr.zarr          Zarr written by hand with xarray (peer)
+    <name>/safetensors/        <model>.safetensors per model (peer)
     <name>/lossy.zarr          the same zoo with the opt-in lossy codec (Q7)
+
+The published formats are written by wspace's own exporters (``wspace.io.export_zoo``), the
+Keras files then given the Adam state the published files carry (see
+:mod:`benchmarks.formats`).
 """
 
 from __future__ import annotations
@@ -24,7 +32,14 @@ from typing import Any
 import numpy as np
 
 import wspace
-from benchmarks.formats import EXPORTERS, h5_file_name, write_raw
+from benchmarks.formats import (
+    EXPORTERS,
+    add_optimizer_state,
+    h5_file_name,
+    write_raw,
+    write_raw_layers,
+)
+from benchmarks.peer_writers import PEER_WRITERS
 from benchmarks.synth import SynthZoo, train_bases
 
 __all__ = ["build", "write_store"]
@@ -67,6 +82,7 @@ def build(
     n_bases: int = 10,
     negatives: int | None = None,
     baselines: tuple[str, ...] = ("keras-h5", "modelwise-pickle", "layerwise-pickle"),
+    peers: tuple[str, ...] = ("lance", "xzarr", "safetensors"),
     lossy: str | None = "bitround-14",
     q2_models: int = 1000,
     seed: int = 0,
@@ -88,18 +104,36 @@ def build(
     files = write_raw(zoo, root / "raw.npy")
     timings["raw_seconds"] = time.perf_counter() - t
     paths["raw"], paths["raw_classes"] = str(files[0]), str(files[1])
+    t = time.perf_counter()
+    write_raw_layers(zoo, root / "raw_layers")
+    timings["raw_layers_seconds"] = time.perf_counter() - t
+    paths["raw_layers"] = str(root / "raw_layers")
     targets = {
         "keras-h5": ("h5", root / "h5"),
-        "modelwise-pickle": ("modelwise", root / "modelwise.pkl"),
-        "layerwise-pickle": ("layerwise", root / "layerwise.pkl"),
+        "modelwise-pickle": ("modelwise", root / "modelwise"),
+        "layerwise-pickle": ("layerwise", root / "layerwise"),
     }
     for fmt in baselines:
         key, dst = targets[fmt]
         log.info("%s: writing %s", name, fmt)
         t = time.perf_counter()
-        EXPORTERS[fmt](zoo, dst)
+        written = EXPORTERS[fmt](zoo, dst)
         timings[f"{key}_seconds"] = time.perf_counter() - t
-        paths[key] = str(dst)
+        if fmt == "keras-h5":
+            paths["h5_exported_bytes"] = sum(p.stat().st_size for p in written)
+            t = time.perf_counter()
+            add_optimizer_state(written)
+            timings["h5_optimizer_state_seconds"] = time.perf_counter() - t
+            paths[key] = str(dst)
+        else:
+            paths[key] = str(written[0])
+    for peer in peers:
+        dst = root / {"lance": "lance", "xzarr": "xzarr.zarr", "safetensors": "safetensors"}[peer]
+        log.info("%s: writing %s", name, peer)
+        t = time.perf_counter()
+        PEER_WRITERS[peer](zoo, dst)
+        timings[f"{peer}_seconds"] = time.perf_counter() - t
+        paths[peer] = str(dst)
     if lossy:
         log.info("%s: writing the lossy store (%s)", name, lossy)
         paths["lossy"] = str(root / "lossy.zarr")
@@ -128,7 +162,14 @@ def build(
             layer: [synth.layout.layer_slice(layer).start, synth.layout.layer_slice(layer).stop]
             for layer in synth.layout.layers
         },
-        "q1": {"cls": "church", "layer": "dense_1"},
+        "tensors": [{"name": t.name, "layer": t.layer} for t in synth.layout],
+        "q1": {
+            "cls": "church",
+            "layer": "dense_1",
+            "models": [
+                synth.model(i) for i in range(n_models) if synth.model(i).startswith("church_")
+            ],
+        },
         "q2": {
             "positions": positions.tolist(),
             "models": [synth.model(int(i)) for i in positions],

@@ -1,15 +1,19 @@
-"""wspace against the published formats and the hardware: Q1-Q7 and the scale test, one run.
+"""wspace against its peers, the published formats and the hardware, in one run.
 
-    python -m benchmarks.run --models 10610            # the full benchmark (~1 h, ~30 GB disk)
+    python -m benchmarks.run --models 10610            # the full benchmark (~1-2 h, ~45 GB disk)
     python -m benchmarks.run --quick                   # smoke test (CI): small, one repetition
 
-Builds a zoo of realistic LeNet-5 rows (``benchmarks/synth.py``) as a wspace store and as the
-baselines (``benchmarks/formats.py``), times every query in fresh processes with a warm and a
-cold page cache (median of ``--reps`` runs, peak RSS of each), measures append throughput
-(Q6) and bytes per model (Q7), runs the 100,000-row scale test, prints the tables with
-PASS/FAIL per target, and writes them as JSON (``--out``) and Markdown (``--docs``). It exits
-non-zero only on errors (a failed process, results that disagree between systems), never on
-timings.
+Builds a zoo of realistic LeNet-5 rows (``benchmarks/synth.py``) as a wspace store, as the
+published formats through wspace's own exporters, as the peers (Lance, Zarr by hand with
+xarray, a safetensors folder) and as raw ``.npy`` files (row-major and per layer: the physical
+limits); times every query in fresh processes, open and query apart ("query" and "e2e"), with
+a warm and a cold page cache (median of ``--reps`` runs, peak RSS of each); checks that every
+system returned exactly the same rows (:mod:`benchmarks.check`); measures memcpy and disk
+bandwidth, every spelling of a row query, append throughput (Q6), bytes per model (Q7), the
+codecs and the scaling curve (open, Q1, Q4 at ``--scale-sizes`` rows); prints the tables with
+PASS/FAIL per target and writes them as JSON (``--out``) and Markdown (``--docs``, or later
+``python -m benchmarks.report``). It exits non-zero only on errors (a failed process, results
+that disagree between systems), never on timings.
 """
 
 from __future__ import annotations
@@ -18,17 +22,20 @@ import argparse
 import json
 import logging
 import os
-import platform
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+import benchmarks.peers  # noqa: F401  (registers the peers in QUERIES)
 from benchmarks import runner
-from benchmarks.queries import QUERIES, same
+from benchmarks.check import stats_agree
+from benchmarks.limits import measure_limits
+from benchmarks.queries import QUERIES
+from benchmarks.spellings import measure_spellings
+from benchmarks.stages import environment, measure_codecs, measure_q6, measure_q7
 
 log = logging.getLogger("benchmarks")
 
@@ -37,7 +44,11 @@ DATA_KEYS = {
     "hdf5": ("h5",),
     "layerwise_pickle": ("layerwise",),
     "modelwise_pickle": ("modelwise",),
-    "raw_memmap": ("raw", "raw_classes"),
+    "raw_rows": ("raw", "raw_classes"),
+    "raw_layers": ("raw_layers",),
+    "lance": ("lance",),
+    "xzarr": ("xzarr",),
+    "safetensors": ("safetensors",),
 }
 """System -> manifest keys of the data it reads (evicted before its cold runs)."""
 
@@ -57,19 +68,22 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="how to empty the page cache for cold runs",
     )
     p.add_argument(
-        "--scale-models", type=int, default=None, help="rows of the scale test (100,000)"
+        "--scale-sizes",
+        default=None,
+        help="rows of the scaling curve's zoos, comma-separated (1000,10000,100000)",
     )
     p.add_argument(
         "--scale-layout",
-        default="auto",
-        choices=["auto", "lenet5", "lenet5-small"],
-        help="layout of the scale test (auto: lenet5-small unless the disk is large)",
+        default="lenet5-small",
+        choices=["lenet5", "lenet5-small"],
+        help="layout of the scaling curve's zoos (lenet5-small: 100,000 rows in ~4 GB per copy)",
     )
+    p.add_argument("--spell-reps", type=int, default=None, help="repeats per spelling (5)")
     p.add_argument("--q6-rows", type=int, default=None, help="rows appended per Q6 measurement")
     p.add_argument("--epochs", type=int, default=None, help="training epochs of the base networks")
     p.add_argument(
         "--queries",
-        default="q1,q2,q3,q4,q5,q6,q7,codecs,scale",
+        default="q1,q2,q3,q4,q5,q6,q7,codecs,limits,spellings,scale",
         help="comma-separated subset to run",
     )
     p.add_argument("--reuse", action="store_true", help="reuse data built by an earlier run")
@@ -85,9 +99,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.reps = args.reps or (1 if quick else 5)
     args.warmup = not quick  # a smoke test needs no untimed warm-up run
     args.models = 200 if quick and args.models == 10_610 else args.models
-    args.scale_models = args.scale_models or (400 if quick else 100_000)
-    if quick and args.scale_layout == "auto":
-        args.scale_layout = "lenet5-small"
+    sizes = args.scale_sizes or ("100,300" if quick else "1000,10000,100000")
+    args.scale_sizes = [int(n) for n in sizes.split(",")]
+    args.spell_reps = args.spell_reps or (2 if quick else 5)
     args.q6_rows = args.q6_rows or (32 if quick else 2_048)
     args.epochs = args.epochs or (1 if quick else 2)
     args.n_bases = 2 if quick else 10
@@ -125,6 +139,10 @@ def _build(args: argparse.Namespace, name: str, **kwargs: Any) -> tuple[dict[str
     return manifest, str(path)
 
 
+def _systems(manifest: dict[str, Any], q: str) -> list[str]:
+    return [s for s in QUERIES[q] if all(k in manifest for k in DATA_KEYS[s])]
+
+
 def measure_queries(
     manifest: dict[str, Any],
     path: str,
@@ -133,13 +151,13 @@ def measure_queries(
     cache: runner.Cache,
     loads: list[float],
 ) -> dict[str, Any]:
-    """Every query on every system that has data, warm then cold; medians and checks."""
+    """Every query on every system that has data, warm then cold; medians and the check."""
     if args.quick:
         return _measure_batched(manifest, path, queries, cache)
     out: dict[str, Any] = {}
     errors: list[str] = []
     for q in queries:
-        systems = [s for s in QUERIES[q] if all(k in manifest for k in DATA_KEYS[s])]
+        systems = _systems(manifest, q)
         runs: dict[str, dict[str, list[runner.Run]]] = {"warm": {s: [] for s in systems}}
         loads.append(os.getloadavg()[0])
         log.info("%s warm: %s", q, ", ".join(systems))
@@ -158,27 +176,54 @@ def measure_queries(
                     cache.drop(manifest[k] for k in DATA_KEYS[s])
                     runs["cold"][s].append(runner.query(s, q, path))
         out[q] = {c: {s: runner.summarise(r) for s, r in by.items()} for c, by in runs.items()}
-        reference = runs["warm"]["wspace"][0].check
-        for c, by in runs.items():
-            for s, rs in by.items():
-                for r in rs:
-                    if not same(reference, r.check, rtol=1e-3 if q == "q3" else 1e-6):
-                        errors.append(
-                            f"{manifest['name']} {q} {c}: {s} disagrees with wspace: "
-                            f"{r.check} != {reference}"
-                        )
-        out[q]["check"] = reference
+        flat = [(c, s, r) for c, by in runs.items() for s, rs in by.items() for r in rs]
+        out[q]["check"], found = check_results(manifest["name"], q, flat)
+        errors += found
     return {"queries": out, "errors": errors}
+
+
+def check_results(
+    name: str, q: str, runs: list[tuple[str, str, runner.Run]]
+) -> tuple[dict[str, Any], list[str]]:
+    """The result check of one query over every run: ``(reference digest, errors)``.
+
+    Rows must have the same digest (names and exact bytes in name order); statistics must
+    agree within 1e-4. The reference is the answer most systems gave (wspace's on a tie), so
+    the message names the system that is off.
+    """
+    votes: dict[str, set[str]] = {}
+    for _, s, r in runs:
+        votes.setdefault(json.dumps(r.check, sort_keys=True), set()).add(s)
+    ranked = sorted(votes.items(), key=lambda kv: (-len(kv[1]), "wspace" not in kv[1]))
+    stats_runs = [r for _, _, r in runs if r.stats is not None]
+    errors: list[str] = []
+    if stats_runs:
+        ref_run = next((r for _, s, r in runs if s == "wspace"), stats_runs[0])
+        for c, s, r in runs:
+            problem = "no statistics" if r.stats is None else stats_agree(ref_run.stats, r.stats)
+            if problem:
+                errors.append(
+                    f"{name} {q} [{c}]: {s}'s statistics disagree with wspace's: {problem}"
+                )
+        return ref_run.check, errors
+    reference = json.loads(ranked[0][0])
+    for c, s, r in runs:
+        if r.check != reference:
+            errors.append(
+                f"{name} {q} [{c}]: {s} returned different rows: {r.check} != {reference} "
+                f"(given by {', '.join(sorted(ranked[0][1]))})"
+            )
+    return reference, errors
 
 
 def _measure_batched(
     manifest: dict[str, Any], path: str, queries: list[str], cache: runner.Cache
 ) -> dict[str, Any]:
     """``--quick``: every query of a system in one process per cache state (a smoke test)."""
-    systems = {s for q in queries for s in QUERIES[q] if all(k in manifest for k in DATA_KEYS[s])}
+    systems = {s for q in queries for s in _systems(manifest, q)}
     caches = ["warm"] + ([] if cache.mode == "none" else ["cold"])
     out: dict[str, Any] = {q: {c: {} for c in caches} for q in queries}
-    errors: list[str] = []
+    flat: dict[str, list[tuple[str, str, runner.Run]]] = {q: [] for q in queries}
     for c in caches:
         for s in sorted(systems):
             if c == "cold":
@@ -187,132 +232,12 @@ def _measure_batched(
             log.info("%s %s: %s", s, c, ", ".join(mine))
             for q, r in runner.queries(s, mine, path).items():
                 out[q][c][s] = runner.summarise([r])
-                out[q].setdefault("_checks", {})[(c, s)] = r.check
+                flat[q].append((c, s, r))
+    errors: list[str] = []
     for q in queries:
-        checks = out[q].pop("_checks")
-        reference = checks[("warm", "wspace")]
-        for (c, s), check in checks.items():
-            if not same(reference, check, rtol=1e-3 if q == "q3" else 1e-6):
-                errors.append(f"{manifest['name']} {q} {c}: {s} disagrees with wspace")
-        out[q]["check"] = reference
+        out[q]["check"], found = check_results(manifest["name"], q, flat[q])
+        errors += found
     return {"queries": out, "errors": errors}
-
-
-def measure_q6(manifest: dict[str, Any], path: str, args: argparse.Namespace) -> dict[str, Any]:
-    from benchmarks.writers import measure_writers
-
-    rows = min(args.q6_rows, manifest["n_models"])
-    runs = []
-    for _ in range(args.reps):
-        for writers in (1, 2, 4):
-            log.info("q6: %d writer(s), %d rows", writers, rows)
-            runs.append(measure_writers(manifest, path, writers, rows))
-    summary = []
-    for writers in (1, 2, 4):
-        mine = [r for r in runs if r["writers"] == writers]
-        summary.append(
-            {
-                "writers": writers,
-                "models_per_s": float(np.median([r["models_per_s"] for r in mine])),
-                "lost_total": sum(r["lost"] for r in mine),
-                "duplicated_total": sum(r["duplicated"] for r in mine),
-                "rss_mb": max(r["rss_mb"] for r in mine),
-            }
-        )
-    return {"rows": rows, "runs": runs, "summary": summary}
-
-
-def _size(path: str | Path) -> int:
-    p = Path(path)
-    if p.is_file():
-        return p.stat().st_size
-    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
-
-
-def measure_q7(manifest: dict[str, Any]) -> dict[str, Any]:
-    import wspace
-
-    n = manifest["n_models"]
-    raw = manifest["params"] * 4
-    out: dict[str, Any] = {"raw_bytes_per_model": raw}
-    per: dict[str, float] = {}
-    info = wspace.info(manifest["store"])
-    per[f"wspace ({info['codec']}, default, lossless)"] = info["bytes_live"] / n
-    out["lossless_ratio"] = info["bytes_live"] / n / raw
-    if "lossy" in manifest:
-        lossy = wspace.info(manifest["lossy"])
-        per[f"wspace ({lossy['codec']}, opt-in lossy)"] = lossy["bytes_live"] / n
-        out["lossy_codec"] = lossy["codec"]
-        out["lossy_ratio"] = lossy["bytes_live"] / n / raw
-        source = np.load(manifest["raw"], mmap_mode="r")
-        zoo = wspace.open(manifest["lossy"])
-        worst_abs = worst_rel = 0.0
-        for first in range(0, n, 512):
-            got = zoo.isel(slice(first, first + 512)).values
-            want = np.asarray(source[first : first + 512])
-            diff = np.abs(got - want)
-            worst_abs = max(worst_abs, float(diff.max()))
-            nz = want != 0
-            worst_rel = max(worst_rel, float((diff[nz] / np.abs(want[nz])).max()))
-        out["lossy_max_abs_error"], out["lossy_max_rel_error"] = worst_abs, worst_rel
-    for key, label in (
-        ("h5", "HDF5 folder"),
-        ("modelwise", "modelwise pickle"),
-        ("layerwise", "layerwise pickle"),
-        ("raw", "raw float32 .npy"),
-    ):
-        if key in manifest:
-            per[label] = _size(manifest[key]) / n
-    out["bytes_per_model"] = per
-    return out
-
-
-def measure_codecs(manifest: dict[str, Any], rows: int) -> dict[str, Any]:
-    from benchmarks.codec_study import study
-    from benchmarks.synth import layout_named
-    from wspace.store.config import StoreConfig
-
-    layout = layout_named(manifest["layout"])
-    source = np.load(manifest["raw"], mmap_mode="r")
-    pick = np.sort(
-        np.random.default_rng(0).choice(len(source), min(rows, len(source)), replace=False)
-    )
-    sample = np.asarray(source[pick])
-    config = StoreConfig()
-    chunk_rows = {
-        layer: config.archive_chunk_rows(layer, layout.layer_size(layer), manifest["n_models"])
-        for layer in layout.layers
-    }
-    inner = getattr(config, "archive_inner_rows", None)
-    if inner is not None:
-        chunk_rows = {layer: inner(layer, layout.layer_size(layer)) for layer in layout.layers}
-    return {
-        "rows": len(sample),
-        "chunk_rows": chunk_rows,
-        "results": study(sample, layout, chunk_rows),
-    }
-
-
-def environment() -> dict[str, Any]:
-    import dask
-    import h5py
-    import xarray
-    import zarr
-
-    return {
-        "cpus": os.cpu_count(),
-        "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": {
-            "zarr": zarr.__version__,
-            "numpy": np.__version__,
-            "dask": dask.__version__,
-            "xarray": xarray.__version__,
-            "h5py": h5py.__version__,
-        },
-        "disk_free_gb": shutil.disk_usage("/").free / 2**30,
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -337,36 +262,39 @@ def main(argv: list[str] | None = None) -> int:
     main_res = {
         k: manifest[k] for k in ("n_models", "layout", "params", "epochs", "n_bases", "timings")
     }
+    main_res["q2_models"] = len(manifest["q2"]["positions"])
     got = measure_queries(manifest, path, queries, args, cache, loads)
     main_res["queries"], errors = got["queries"], errors + got["errors"]
     res["main"] = main_res
-    stages = [
+    stages: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("limits", lambda: measure_limits(manifest["raw"], cache)),
+        ("spellings", lambda: measure_spellings(path, args.spell_reps, batched=args.quick)),
         ("q6", lambda: measure_q6(manifest, path, args)),
         ("q7", lambda: measure_q7(manifest)),
         ("codecs", lambda: measure_codecs(manifest, args.codec_rows)),
+        ("scale", lambda: measure_scaling(args, cache, loads)),
     ]
     for stage, measure in stages:
+        if stage == "scale" and not args.keep:
+            shutil.rmtree(manifest["root"], ignore_errors=True)
         if stage in args.selected:
             loads.append(os.getloadavg()[0])
+            log.info("stage %s", stage)
             try:  # a failing stage is reported; the others' results are still written
                 res[stage] = measure()
             except Exception as exc:
                 log.exception("%s failed", stage)
                 errors.append(f"{stage}: {type(exc).__name__}: {exc}")
+                continue
+            errors += res[stage].pop("errors", [])
     if not args.keep:
         shutil.rmtree(manifest["root"], ignore_errors=True)
-    if "scale" in args.selected:
-        try:  # like the stages above: a failure is reported, the main results still written
-            res["scale"], scale_errors = _measure_scale(args, workdir, cache, loads)
-            errors += scale_errors
-        except Exception as exc:
-            log.exception("scale failed")
-            errors.append(f"scale: {type(exc).__name__}: {exc}")
     loads.append(os.getloadavg()[0])
     res["load_average"] = loads
     res["finished"] = runner.now()
     res["errors"] = errors
-    from benchmarks.report import evaluate_targets, markdown, tables
+    from benchmarks.report import tables, write_docs
+    from benchmarks.targets import evaluate_targets
 
     res["targets"] = evaluate_targets(res)
     text = tables(res)
@@ -376,37 +304,39 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(res, indent=1))
     print(f"\nwrote {out}")
     if args.docs:
-        defaults = (Path(__file__).parent / "defaults.md").read_text()
-        Path(args.docs).write_text(markdown(res, defaults))
+        write_docs(res, args.docs)
         print(f"wrote {args.docs}")
     for e in errors:
         print("ERROR:", e, file=sys.stderr)
     return 1 if errors else 0
 
 
-def _measure_scale(
-    args: argparse.Namespace, workdir: Path, cache: runner.Cache, loads: list[float]
-) -> tuple[dict[str, Any], list[str]]:
-    """The scale test: a store of ``args.scale_models`` rows opens (Q5) and answers Q1."""
-    layout = args.scale_layout
-    if layout == "auto":  # the full layout needs ~4 copies of 366 KB per row
-        need = args.scale_models * 91_481 * 4 * 4.2
-        layout = "lenet5" if shutil.disk_usage(workdir).free > 1.5 * need else "lenet5-small"
-    manifest, path = _build(
-        args,
-        "scale",
-        n_models=args.scale_models,
-        layout=layout,
-        baselines=("keras-h5", "layerwise-pickle"),
-        lossy=None,
-        q2_models=1,
-    )
-    got = measure_queries(manifest, path, ["q5", "q1"], args, cache, loads)
-    scale = {k: manifest[k] for k in ("n_models", "layout", "params", "timings")}
-    scale["queries"] = got["queries"]
-    if not args.keep:
-        shutil.rmtree(manifest["root"], ignore_errors=True)
-    return scale, got["errors"]
+def measure_scaling(
+    args: argparse.Namespace, cache: runner.Cache, loads: list[float]
+) -> dict[str, Any]:
+    """Open, Q1 and Q4 at every ``--scale-sizes`` (wspace, the raw limits and Lance), warm."""
+    points = []
+    errors: list[str] = []
+    for n in args.scale_sizes:
+        manifest, path = _build(
+            args,
+            f"scale-{n}",
+            n_models=n,
+            layout=args.scale_layout,
+            baselines=(),
+            peers=("lance",),
+            lossy=None,
+            q2_models=1,
+        )
+        # warm only: the curve is about growth with rows (cold runs are in the main tables)
+        got = measure_queries(manifest, path, ["q5", "q1", "q4"], args, runner.Cache("none"), loads)
+        point = {k: manifest[k] for k in ("n_models", "layout", "params", "timings")}
+        point["queries"] = got["queries"]
+        points.append(point)
+        errors += got["errors"]
+        if not args.keep:
+            shutil.rmtree(manifest["root"], ignore_errors=True)
+    return {"layout": args.scale_layout, "points": points, "errors": errors}
 
 
 if __name__ == "__main__":

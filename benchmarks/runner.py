@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.check import load_stats
+
 __all__ = ["Cache", "Run", "run_child", "summarise"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,15 +32,24 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass
 class Run:
-    """One measurement."""
+    """One measurement: a fresh process opened the system, then ran the query."""
 
-    seconds: float
-    """What the child timed (the query alone)."""
+    query_s: float
+    """The query alone, on the opened store ("query only")."""
+    open_s: float
+    """Opening the store (``wspace.open``, a glob, ``pickle.load``...)."""
     rss_mb: float
     """Peak resident memory of the child process, MiB."""
     check: Any = None
-    """Checksum of the result (see :func:`benchmarks.queries.summary`)."""
+    """Digest of the result (:func:`benchmarks.check.digest`)."""
+    stats: Any = None
+    """Q3's statistics (for :func:`benchmarks.check.stats_agree`), else ``None``."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        """End to end: open + query (a user's first query from a fresh process)."""
+        return self.open_s + self.query_s
 
 
 class ChildFailed(RuntimeError):
@@ -82,13 +93,26 @@ def run_child(args: Sequence[str], what: str) -> dict[str, Any]:
         log = Path(tmp) / "log.txt"
         proc = spawn([str(out) if a == "{out}" else a for a in args], log)
         reap(proc, log, what)
-        return dict(json.loads(out.read_text()))
+        data = dict(json.loads(out.read_text()))
+        for item in [data, *(v for v in data.values() if isinstance(v, dict))]:
+            if item.get("stats"):  # load before the folder goes
+                item["stats"] = load_stats(item["stats"])
+        return data
+
+
+def _run(d: dict[str, Any]) -> Run:
+    return Run(
+        query_s=float(d["query_s"]),
+        open_s=float(d["open_s"]),
+        rss_mb=float(d["rss_mb"]),
+        check=d["check"],
+        stats=d.get("stats"),
+    )
 
 
 def query(system: str, name: str, manifest: str) -> Run:
-    """Run query ``name`` of ``system`` in a fresh process."""
-    data = run_child(["query", system, name, manifest, "{out}"], f"{name} on {system}")
-    return Run(seconds=float(data["seconds"]), rss_mb=float(data["rss_mb"]), check=data["check"])
+    """Run query ``name`` of ``system`` in a fresh process (open, then query)."""
+    return _run(run_child(["query", system, name, manifest, "{out}"], f"{name} on {system}"))
 
 
 def queries(system: str, names: list[str], manifest: str) -> dict[str, Run]:
@@ -98,10 +122,7 @@ def queries(system: str, names: list[str], manifest: str) -> dict[str, Run]:
     imported and read, so their times are not comparable with the full run's.
     """
     data = run_child(["query", system, ",".join(names) + ",", manifest, "{out}"], system)
-    return {
-        q: Run(seconds=float(d["seconds"]), rss_mb=float(d["rss_mb"]), check=d["check"])
-        for q, d in data.items()
-    }
+    return {q: _run(d) for q, d in data.items()}
 
 
 class Cache:
@@ -161,14 +182,18 @@ def _files(path: Path) -> Iterable[Path]:
 
 
 def summarise(runs: Sequence[Run]) -> dict[str, Any]:
-    """Median and spread of repeated runs."""
-    seconds = [r.seconds for r in runs]
+    """Medians and spread of repeated runs: query only, open, and end to end (open + query)."""
+    query_s = [r.query_s for r in runs]
+    e2e = [r.seconds for r in runs]
     rss = [r.rss_mb for r in runs]
     return {
-        "median_s": statistics.median(seconds),
-        "min_s": min(seconds),
-        "max_s": max(seconds),
-        "runs_s": seconds,
+        "median_s": statistics.median(query_s),
+        "min_s": min(query_s),
+        "max_s": max(query_s),
+        "runs_s": query_s,
+        "open_s": statistics.median([r.open_s for r in runs]),
+        "e2e_s": statistics.median(e2e),
+        "e2e_runs_s": e2e,
         "rss_mb": statistics.median(rss),
         "rss_max_mb": max(rss),
         "n": len(runs),

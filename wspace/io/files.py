@@ -83,7 +83,7 @@ def progress_bar(
 
 
 def timestamp() -> str:
-    """Local time as ``YYYYmmdd_HHMMSS``, for the time-stamped file names of FORMATS.md §1.
+    """Local time as ``YYYYmmdd_HHMMSS``, for the time-stamped file names of docs/formats.md.
 
     Examples
     --------

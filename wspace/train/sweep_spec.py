@@ -1,7 +1,8 @@
 """Sweep specifications: distributions over architecture, optimisation and data set (TOML).
 
 A spec is a TOML file; every field of a network is drawn from its distribution. Defaults are
-the NWS generator's sampling (FORMATS.md §2), with the data sets that exist offline::
+the NWS generator's sampling (Eilertsen et al., github.com/gabrieleilertsen/nws), with the
+data sets that exist offline::
 
     name = "sweep"          # the split / CSV name of the networks
     networks = 300          # how many (model names net_00000, net_00001, ...)
@@ -78,7 +79,7 @@ DEFAULT_DISTRIBUTIONS: dict[str, Any] = {
     "augmentation": [True, False],
     "initialization": ["constant", "random_normal", "glorot_uniform", "glorot_normal"],
 }
-"""Field -> distribution: the NWS generator's sampling (FORMATS.md §2), offline data sets."""
+"""Field -> distribution: the NWS generator's sampling (Eilertsen et al.), offline data sets."""
 FIELDS = tuple(DEFAULT_DISTRIBUTIONS)
 """The drawn fields, in drawing order."""
 FIXED_ARCHITECTURE: dict[str, Any] = {
