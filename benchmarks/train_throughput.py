@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     plan = [("single", 1, 1, 1, "cpu")]
     plan += [(f"population {p}", 1, p, args.threads, args.device) for p in populations]
     plan += [("2 workers", 2, 1, 1, "cpu")]
-    rows = []
+    rows: list[dict[str, Any]] = []
+    out = Path(args.out)
     with tempfile.TemporaryDirectory() as tmp:
         for label, workers, population, threads, device in plan:
             rows.append(
@@ -111,32 +112,33 @@ def main(argv: list[str] | None = None) -> None:
                 )
             )
             print(f"{label}: {rows[-1]['nets_per_minute']:.1f} networks/min", flush=True)
-    base = rows[0]["nets_per_minute"]
-    for row in rows:
-        row["speedup_vs_single"] = row["nets_per_minute"] / base
+            write_report(out, args, rows)  # after every configuration: a long run keeps its rows
     print(f"{'config':>15} {'nets':>5} {'seconds':>8} {'nets/min':>9} {'speed-up':>8}")
     for row in rows:
         print(
             f"{row['config']:>15} {row['nets']:>5} {row['seconds']:>8.1f} "
             f"{row['nets_per_minute']:>9.1f} {row['speedup_vs_single']:>7.2f}x"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "epochs": args.epochs,
-                "dataset": "digits",
-                "device": args.device,
-                "machine": platform.platform(),
-                "cpus": os.cpu_count(),
-                "torch": torch.__version__,
-                "rows": rows,
-            },
-            indent=2,
-        )
-    )
     print(f"wrote {out}")
+
+
+def write_report(out: Path, args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    """Write the rows measured so far (speed-ups against the first, ``single``) as JSON."""
+    base = rows[0]["nets_per_minute"]
+    for row in rows:
+        row["speedup_vs_single"] = row["nets_per_minute"] / base
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "epochs": args.epochs,
+        "nets": args.nets,
+        "dataset": "digits",
+        "device": args.device,
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "rows": rows,
+    }
+    out.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
