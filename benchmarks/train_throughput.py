@@ -14,7 +14,9 @@ one run on one machine:
 
 Each configuration trains ``--nets`` networks, a population configuration at least P of them,
 all through ``train_zoo`` into a store: process start, data loading, evaluation, metrics and
-commits are included. Reports networks/minute and the speed-up over ``single``. ``--quick``
+commits are included. Reports networks/minute and the speed-up over ``single``, and the CPU
+time (user + system of this process and its worker processes): networks per CPU-minute and its
+speed-up over ``single`` measure the work per network whatever else runs on the machine. ``--quick``
 is a smoke run (2 networks, 1 epoch, P = 2). Absolute numbers depend on the machine
 and on what else runs on it; the ratios are what to compare.
 """
@@ -25,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -53,6 +56,7 @@ def measure(
     per_class = -(-nets // len(classes))
     chosen = classes[: -(-nets // per_class)]
     url = str(root / f"zoo-{label.replace(' ', '-')}.zarr")
+    cpu_start = _cpu_seconds()
     start = time.perf_counter()
     report = train_zoo(
         url,
@@ -65,6 +69,7 @@ def measure(
         progress=False,
     )
     seconds = time.perf_counter() - start
+    cpu = _cpu_seconds() - cpu_start
     if not report.complete:
         raise RuntimeError(f"{label}: {report.failed_workers} worker(s) failed")
     return {
@@ -75,7 +80,16 @@ def measure(
         "nets": len(report.trained),
         "seconds": seconds,
         "nets_per_minute": 60 * len(report.trained) / seconds,
+        "cpu_seconds": cpu,
+        "nets_per_cpu_minute": 60 * len(report.trained) / cpu,
     }
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished worker processes."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -113,20 +127,26 @@ def main(argv: list[str] | None = None) -> None:
             )
             print(f"{label}: {rows[-1]['nets_per_minute']:.1f} networks/min", flush=True)
             write_report(out, args, rows)  # after every configuration: a long run keeps its rows
-    print(f"{'config':>15} {'nets':>5} {'seconds':>8} {'nets/min':>9} {'speed-up':>8}")
+    print(
+        f"{'config':>15} {'nets':>5} {'seconds':>8} {'nets/min':>9} {'speed-up':>8} "
+        f"{'CPU-s':>8} {'nets/CPU-min':>12} {'per-core':>8}"
+    )
     for row in rows:
         print(
             f"{row['config']:>15} {row['nets']:>5} {row['seconds']:>8.1f} "
-            f"{row['nets_per_minute']:>9.1f} {row['speedup_vs_single']:>7.2f}x"
+            f"{row['nets_per_minute']:>9.1f} {row['speedup_vs_single']:>7.2f}x "
+            f"{row['cpu_seconds']:>8.1f} {row['nets_per_cpu_minute']:>12.2f} "
+            f"{row['cpu_speedup_vs_single']:>7.2f}x"
         )
     print(f"wrote {out}")
 
 
 def write_report(out: Path, args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     """Write the rows measured so far (speed-ups against the first, ``single``) as JSON."""
-    base = rows[0]["nets_per_minute"]
+    base, base_cpu = rows[0]["nets_per_minute"], rows[0]["nets_per_cpu_minute"]
     for row in rows:
         row["speedup_vs_single"] = row["nets_per_minute"] / base
+        row["cpu_speedup_vs_single"] = row["nets_per_cpu_minute"] / base_cpu
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "epochs": args.epochs,
