@@ -1,15 +1,16 @@
 """The NWS experiment on a generated sweep: predict each drawn hyper-parameter from weight slices.
 
     python -m benchmarks.nws_meta STORE [--targets dataset,optimizer,...] [--steps 11-20]
-                                  [--epochs 10] [--slice-length 5000] [--threads 1]
+                                  [--epochs 10] [--slice-length 5000] [--slices-per-row 2]
+                                  [--positions 20] [--threads 1]
                                   [--out benchmarks/results/nws_meta.json] [--figures DIR]
 
 ``STORE`` is a sweep of one architecture (``wspace train sweep
 benchmarks/specs/nws-digits-300.toml STORE``). For every target, one
 :func:`wspace.analysis.meta_classifier` (the NWS 1-D CNN on random slices of the flat weight
 vector) is trained on the snapshots at ``--steps`` of 70 % of the networks and scored on the
-other 30 % (per network: probabilities averaged over 20 slice positions and the snapshots),
-with the chance rates of the test networks and 95 % Wilson intervals. ``lrate`` is classified
+other 30 % (per network: probabilities averaged over ``--positions`` evenly spaced slices
+of each snapshot), with the chance rates of the test networks and 95 % Wilson intervals. ``lrate`` is classified
 in 3 quantile bins. Writes the table as JSON and, with ``--figures``, two PNGs: the accuracies
 against chance (``nws_meta_accuracy.png``) and the sweep's validation error per epoch by
 hyper-parameter (``nws_sweep_errors.png``).
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             slice_length=args.slice_length,
             steps=range(low, high + 1),
             epochs=args.epochs,
-            positions=20,
+            positions=args.positions,
             slices_per_row=args.slices_per_row,
             bins=BINS.get(target),
             task="classify",
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "slice_length": args.slice_length,
         "epochs": args.epochs,
         "slices_per_row": args.slices_per_row,
+        "positions": args.positions,
         "seed": args.seed,
         "rows": rows,
     }
@@ -157,6 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--slice-length", type=int, default=5000)
     parser.add_argument("--slices-per-row", type=int, default=2)
+    parser.add_argument("--positions", type=int, default=20, help="slices per test snapshot")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/results/nws_meta.json")
