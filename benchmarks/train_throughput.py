@@ -1,7 +1,8 @@
 """Networks per minute of zoo generation: single loop, populations, 2 worker processes.
 
     python -m benchmarks.train_throughput [--nets 16] [--epochs 20] [--populations 1,16,64,256]
-                                          [--threads 2] [--device cpu] [--quick] [--out FILE]
+                                          [--threads 1] [--pair-population 16]
+                                          [--device cpu] [--quick] [--out FILE]
 
 Trains digits LeNet-5s (same plan, same seeds) into a fresh store once per configuration, in
 one run on one machine:
@@ -9,10 +10,13 @@ one run on one machine:
 - ``single``: one worker process, one network at a time (``--population 1``), 1 torch thread
   (the loop the issue's 5.8 networks/min was measured with);
 - ``population P``: one worker process training P networks at once as one batched computation,
-  ``--threads`` torch threads (default: every core);
+  ``--threads`` torch threads (default 1: on a shared machine a second OpenMP thread mostly
+  waits for a core and doubles the CPU time per network, see docs/training.md);
 - ``2 workers``: two worker processes, one network at a time each, 1 thread each.
+- ``2 workers x population P``: two worker processes, each training populations of
+  ``--pair-population`` networks with 1 thread (every core busy with batched work).
 
-Each configuration trains ``--nets`` networks, a population configuration at least P of them,
+Each configuration trains ``--nets`` networks, a population configuration at least P per worker,
 all through ``train_zoo`` into a store: process start, data loading, evaluation, metrics and
 commits are included. Reports networks/minute and the speed-up over ``single``, and the CPU
 time (user + system of this process and its worker processes): networks per CPU-minute and its
@@ -98,17 +102,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--nets", type=int, default=16, help="networks per configuration")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--populations", default="1,16,64,256", help="comma-separated P")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, population rows")
+    parser.add_argument("--pair-population", type=int, default=16, help="P of 2 workers x P")
     parser.add_argument("--device", default="cpu", help="device of the population runs")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 nets, 1 epoch, P=2")
     parser.add_argument("--out", default="benchmarks/results/train_throughput.json")
     args = parser.parse_args(argv)
     if args.quick:
-        args.nets, args.epochs, args.populations = 2, 1, "2"
+        args.nets, args.epochs, args.populations, args.pair_population = 2, 1, "2", 1
     populations = [int(p) for p in args.populations.split(",")]
     plan = [("single", 1, 1, 1, "cpu")]
     plan += [(f"population {p}", 1, p, args.threads, args.device) for p in populations]
     plan += [("2 workers", 2, 1, 1, "cpu")]
+    if args.pair_population > 1:
+        pair = args.pair_population
+        plan += [(f"2 workers x population {pair}", 2, pair, 1, args.device)]
     rows: list[dict[str, Any]] = []
     out = Path(args.out)
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(
                 measure(
                     label,
-                    nets=max(args.nets, population),
+                    nets=max(args.nets, population * workers),
                     epochs=args.epochs,
                     root=Path(tmp),
                     workers=workers,
@@ -128,12 +136,12 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{label}: {rows[-1]['nets_per_minute']:.1f} networks/min", flush=True)
             write_report(out, args, rows)  # after every configuration: a long run keeps its rows
     print(
-        f"{'config':>15} {'nets':>5} {'seconds':>8} {'nets/min':>9} {'speed-up':>8} "
+        f"{'config':>28} {'nets':>5} {'seconds':>8} {'nets/min':>9} {'speed-up':>8} "
         f"{'CPU-s':>8} {'nets/CPU-min':>12} {'per-core':>8}"
     )
     for row in rows:
         print(
-            f"{row['config']:>15} {row['nets']:>5} {row['seconds']:>8.1f} "
+            f"{row['config']:>28} {row['nets']:>5} {row['seconds']:>8.1f} "
             f"{row['nets_per_minute']:>9.1f} {row['speedup_vs_single']:>7.2f}x "
             f"{row['cpu_seconds']:>8.1f} {row['nets_per_cpu_minute']:>12.2f} "
             f"{row['cpu_speedup_vs_single']:>7.2f}x"
