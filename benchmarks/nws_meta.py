@@ -9,11 +9,11 @@
 benchmarks/specs/nws-digits-300.toml STORE``). For every target, one
 :func:`wspace.analysis.meta_classifier` (the NWS 1-D CNN on random slices of the flat weight
 vector) is trained on the snapshots at ``--steps`` of 70 % of the networks and scored on the
-other 30 % (per network: probabilities averaged over ``--positions`` evenly spaced slices
-of each snapshot), with the chance rates of the test networks and 95 % Wilson intervals. ``lrate`` is classified
-in 3 quantile bins. Writes the table as JSON and, with ``--figures``, two PNGs: the accuracies
-against chance (``nws_meta_accuracy.png``) and the sweep's validation error per epoch by
-hyper-parameter (``nws_sweep_errors.png``).
+other 30 % (per network: probabilities averaged over ``--positions`` evenly spaced slices of
+each snapshot), with the chance rates of the test networks and 95 % Wilson intervals.
+``lrate`` is classified in 3 quantile bins. Writes the table as JSON and, with ``--figures``,
+two PNGs: the accuracies against chance (``nws_meta_accuracy.png``) and the sweep's
+validation error per epoch by hyper-parameter (``nws_sweep_errors.png``).
 
 A store with several architecture groups is refused: :func:`~wspace.analysis.meta_classifier`
 reads one group (one layout), and slice positions are only comparable between networks of one
@@ -108,7 +108,7 @@ def plot_accuracy(report: dict[str, Any], path: Path) -> None:
     ax.scatter(x, table["chance_uniform"], marker="_", s=900, color="0.3", zorder=3,
                label="chance: 1/classes")  # fmt: skip
     for xi, a, top in zip(x, acc, table["ci_high"], strict=True):
-        ax.text(xi, top + 0.01, f"{a:.2f}", ha="center", va="bottom", fontsize=8)
+        ax.text(float(xi), top + 0.01, f"{a:.2f}", ha="center", va="bottom", fontsize=8)
     labels = [
         f"{t}\n({len(c)} classes)" for t, c in zip(table["target"], table["classes"], strict=True)
     ]
