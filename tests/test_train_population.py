@@ -220,4 +220,6 @@ def test_throughput_benchmark_smoke_run_reports_every_configuration(tmp_path: Pa
     assert [rows[c]["nets"] for c in rows] == [2, 2, 2]
     assert rows["population 2"]["population"] == 2 and rows["2 workers"]["workers"] == 2
     assert all(row["nets_per_minute"] > 0 for row in rows.values())
+    assert all(row["cpu_seconds"] > 0 and row["nets_per_cpu_minute"] > 0 for row in rows.values())
+    assert rows["single"]["cpu_speedup_vs_single"] == 1.0
     assert rows["single"]["speedup_vs_single"] == 1.0
