@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -32,30 +32,27 @@ from wspace.query.coords import (
 )
 from wspace.query.lazy import direct_array, zoo_parts
 from wspace.query.select import row_position, selection_mask
+from wspace.query.zoo_torch import ZooTorchMixin
+from wspace.query.zoo_weightspace import ZooWeightSpaceMixin
 from wspace.store.backend import StoreLike
 from wspace.store.chunks import RowSource
 from wspace.store.handle import StoreHandle
 from wspace.store.metaread import LazyColumns
 
-if TYPE_CHECKING:
-    import torch
-
-    from wspace.query.loader import Batch, WeightDataset
-    from wspace.weightspace.permuted import PermutedZoo
-    from wspace.weightspace.stats import WeightStats
-    from wspace.weightspace.views import ViewBatch
-
 __all__ = ["Zoo", "open_zoo"]
 
 
-class Zoo:
+class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
     """A set of weight rows of one architecture, lazily backed by a store.
 
     A Zoo wraps an :class:`xarray.Dataset` whose data variable ``weights`` has dims
     ``(model, param)`` and is a Dask array: nothing is read until ``.values``, ``.compute()``
     or iteration. Row metadata are coordinates on ``model`` and the columns of
     :attr:`models`; ``layer``, ``tensor`` and ``index`` are coordinates on ``param``. Every
-    selection returns a new Zoo.
+    selection returns a new Zoo. The torch methods (``to_torch``, ``state_dict``, ``module``,
+    ``batches``, ``dataset``) come from :class:`~wspace.query.zoo_torch.ZooTorchMixin`, the
+    weight-space ones (``permute``, ``version``, ``stats``, ``split``, ``features``,
+    ``canonical``) from :class:`~wspace.query.zoo_weightspace.ZooWeightSpaceMixin`.
 
     Examples
     --------
@@ -322,12 +319,6 @@ class Zoo:
 
         return zoo_to_zarr(self, dst, storage_options=storage_options)
 
-    def to_torch(self) -> torch.Tensor:
-        """All weights as a ``(rows, params)`` float32 torch tensor (reads them)."""
-        import torch
-
-        return torch.from_numpy(np.ascontiguousarray(self.values))
-
     def compute(self) -> Zoo:
         """A copy with the weights read into memory."""
         values = self.values
@@ -351,171 +342,6 @@ class Zoo:
             records = self._frame().iloc[start : start + batch_size].to_dict("records")
             for meta, vector in zip(records, block, strict=True):
                 yield clean_record(meta), vector
-
-    def state_dict(self, i: int | str, *, step: int | None = None) -> dict[str, torch.Tensor]:
-        """The torch ``state_dict`` of one row, keyed as the source module's."""
-        return self._layout.to_state_dict(self.row(i, step=step))
-
-    def module(self, i: int | str, *, step: int | None = None) -> torch.nn.Module:
-        """A runnable torch network of the row's architecture with the row's weights."""
-        from wspace.architectures import build
-
-        if not self._layout.architecture:
-            raise SchemaMismatchError(
-                f"{self._where()}: the layout names no architecture, so wspace cannot build a "
-                "module; use state_dict(i) with your own network"
-            )
-        net = build(self._layout.architecture)
-        net.load_state_dict(self.state_dict(i, step=step))
-        return net.eval()
-
-    @overload
-    def batches(
-        self,
-        batch_size: int,
-        *,
-        shuffle: bool = False,
-        seed: int | None = None,
-        drop_last: bool = False,
-        prefetch: bool = True,
-        view: None = None,
-        augment: None = None,
-        normalize: Literal[False] = False,
-    ) -> Iterator[Batch]: ...
-
-    @overload
-    def batches(
-        self,
-        batch_size: int,
-        *,
-        shuffle: bool = False,
-        seed: int | None = None,
-        drop_last: bool = False,
-        prefetch: bool = True,
-        view: str | None = None,
-        augment: Literal["permute"] | None = None,
-        normalize: bool | WeightStats = False,
-    ) -> Iterator[ViewBatch]: ...
-
-    def batches(
-        self,
-        batch_size: int,
-        *,
-        shuffle: bool = False,
-        seed: int | None = None,
-        drop_last: bool = False,
-        prefetch: bool = True,
-        view: str | None = None,
-        augment: Literal["permute"] | None = None,
-        normalize: bool | WeightStats = False,
-    ) -> Iterator[Batch] | Iterator[ViewBatch]:
-        """Stream rows as torch batches with their metadata, without loading the zoo.
-
-        See :func:`wspace.query.loader.batches`. With ``view`` (``"flat"``, ``"state_dict"``,
-        ``"nfn"``, ``"dws"``, ``"tokens"``, ``"graph"``), ``augment="permute"`` or
-        ``normalize=True`` the batches are :class:`wspace.weightspace.ViewBatch` es (``.x`` the
-        view, ``.meta`` the metadata); see :func:`wspace.weightspace.views.batches`.
-        """
-        if view is not None or augment is not None or normalize is not False:
-            from wspace.weightspace.views import batches as view_batches
-
-            return view_batches(
-                self, batch_size, view=view or "flat", augment=augment, normalize=normalize,
-                shuffle=shuffle, seed=seed, drop_last=drop_last, prefetch=prefetch,
-            )  # fmt: skip
-        from wspace.query.loader import batches
-
-        return batches(
-            self, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, prefetch=prefetch
-        )
-
-    def dataset(self, target: str | None = None) -> WeightDataset:
-        """A map-style ``torch.utils.data.Dataset`` of rows (and a target column)."""
-        from wspace.query.loader import WeightDataset
-
-        return WeightDataset(self, target=target)
-
-    # -- weight-space learning (wspace.weightspace) ------------------------------------------
-    def permute(
-        self,
-        perms: Mapping[str, np.ndarray] | None = None,
-        *,
-        seed: int | np.random.Generator | None = None,
-    ) -> PermutedZoo:
-        """These rows with hidden-neuron permutations applied on read (lazy; same functions).
-
-        ``perms`` maps neuron groups (``layout.symmetry``) to a permutation ``(size,)`` for
-        every row or ``(rows, size)``; without it each row gets random ones from ``seed``. See
-        :class:`wspace.weightspace.PermutedZoo`.
-        """
-        from wspace.weightspace.permuted import PermutedZoo
-
-        if perms is None:
-            return PermutedZoo.random(self, seed)
-        return PermutedZoo(self, perms)
-
-    @property
-    def version(self) -> int | None:
-        """The commit-log version the store was read at (``None``: not attached to a store)."""
-        version = getattr(getattr(self._handle, "state", None), "version", None)
-        return None if version is None else int(version)
-
-    def stats(
-        self,
-        *,
-        recompute: bool = False,
-        chunk_rows: int = 256,
-        storage_options: Mapping[str, Any] | None = None,
-    ) -> WeightStats:
-        """Per-tensor and per-layer mean/std/min/max of these rows (one streaming pass).
-
-        Statistics stored for exactly these rows (:func:`wspace.weightspace.save_stats`) are
-        reused unless ``recompute``; rows added since make them stale, and they are recomputed.
-        """
-        from wspace.weightspace.stats import compute_stats, load_stats
-
-        stored = None if recompute else load_stats(self, storage_options=storage_options)
-        return stored or compute_stats(self, chunk_rows=chunk_rows)
-
-    def split(
-        self,
-        fractions: tuple[float, ...] = (0.7, 0.15, 0.15),
-        *,
-        by: str | tuple[str, ...] | list[str] = "model",
-        seed: int = 0,
-        method: Literal["shuffle", "hash"] = "shuffle",
-    ) -> tuple[Zoo, ...]:
-        """Leakage-safe parts of these rows, one zoo per fraction (train, val, test).
-
-        All rows with the same ``by`` value(s) — every snapshot of a model — land in the same
-        part; see :func:`wspace.weightspace.split_rows` (which gives the labels as a column).
-        """
-        from wspace.weightspace.splits import part_names, split_rows
-
-        labels = split_rows(self._frame(), fractions, by=by, seed=seed, method=method).to_numpy()
-        return tuple(self.isel(np.flatnonzero(labels == n)) for n in part_names(len(fractions)))
-
-    def features(
-        self, view: str = "flat", *, normalize: bool | WeightStats = False, **options: Any
-    ) -> Any:
-        """These rows in one view (``"nfn"``, ``"dws"``, ``"tokens"``, ``"graph"``, ``"flat"``,
-        ``"state_dict"``); reads them all. See :func:`wspace.weightspace.to_view`."""
-        from wspace.weightspace.views import features
-
-        return features(self, view, normalize=normalize, **options)
-
-    def canonical(
-        self, method: str = "match", *, storage_options: Mapping[str, Any] | None = None
-    ) -> PermutedZoo:
-        """These rows in the stored canonical form ``method`` (``"sort"`` or ``"match"``).
-
-        Raises :class:`ModelNotFoundError` naming the command that computes it (``wspace
-        canonicalize URL --method ...``) when it is not stored, or rows were added since.
-        """
-        from wspace.weightspace.canonical import canonical_zoo
-
-        permuted: PermutedZoo = canonical_zoo(self, method, storage_options=storage_options)
-        return permuted
 
 
 def open_zoo(handle: StoreHandle, arch: str | None = None) -> Zoo:
