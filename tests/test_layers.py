@@ -27,6 +27,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "wspace.errors",
             "wspace.layout",
+            "wspace.layout_build",
+            "wspace.layout_convert",
+            "wspace.tensor_spec",
             "wspace.convention",
             "wspace.architectures",
             "wspace.weightspace.symmetry",  # Layout.symmetry: derived from the layout alone

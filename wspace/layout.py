@@ -7,147 +7,22 @@ so a layer is one slice of the flat vector.
 
 from __future__ import annotations
 
-import math
-import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from wspace.convention import keras_to_torch_index, torch_to_keras_index
-from wspace.errors import (
-    DTypeError,
-    LayerNotFoundError,
-    SchemaMismatchError,
-    TensorNotFoundError,
-    listing,
-)
+from wspace.errors import LayerNotFoundError, SchemaMismatchError, TensorNotFoundError, listing
+from wspace.layout_build import layout_from_dict, layout_from_torch
+from wspace.layout_convert import flat_vector, resolve_view, tensors_of, torch_state_dict
+from wspace.tensor_spec import Convention, TensorSpec
 
 if TYPE_CHECKING:
     from wspace.weightspace.symmetry import Symmetry
 
 __all__ = ["Convention", "Layout", "TensorSpec"]
-
-Convention: TypeAlias = Literal["torch", "keras"]
-"""Framework convention of weight shapes: torch ``(out, in, kh, kw)`` or Keras ``(kh, kw, in,
-out)``."""
-
-_CONVENTIONS: tuple[str, ...] = get_args(Convention)
-_KERAS_TO_TORCH = {
-    "kernel": "weight",
-    "bias": "bias",
-    "gamma": "weight",
-    "beta": "bias",
-    "moving_mean": "running_mean",
-    "moving_variance": "running_var",
-}
-"""Keras parameter name -> torch parameter name, for :meth:`Layout.to_state_dict`."""
-_OTHER_NAME = {"torch": ("kernel", "weight"), "keras": ("weight", "kernel")}
-"""Per stored convention: (name asked for in the other convention, stored parameter name)."""
-
-
-def _torch() -> Any:
-    """The torch module if it is imported (a value cannot be a torch object otherwise)."""
-    return sys.modules.get("torch")
-
-
-def _is_torch_tensor(value: Any) -> bool:
-    torch = _torch()
-    return torch is not None and isinstance(value, torch.Tensor)
-
-
-def _dtype(value: Any) -> Any:
-    return value.dtype if _is_torch_tensor(value) else np.asarray(value).dtype
-
-
-def _is_floating(value: Any) -> bool:
-    dtype = _dtype(value)
-    return bool(dtype.is_floating_point if _is_torch_tensor(value) else dtype.kind == "f")
-
-
-def _int(value: Any, tensor: str, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise SchemaMismatchError(f"tensor {tensor!r}: {what} {value!r} is not an integer")
-    return int(value)
-
-
-def _int_tuple(value: Any, tensor: str, what: str) -> tuple[int, ...]:
-    if not isinstance(value, list | tuple):
-        raise SchemaMismatchError(f"tensor {tensor!r}: {what} {value!r} is not a list of integers")
-    return tuple(_int(v, tensor, what) for v in value)
-
-
-@dataclass(frozen=True, slots=True)
-class TensorSpec:
-    """One tensor of a layout: where it lies in the flat vector, and where it came from.
-
-    Examples
-    --------
-    >>> spec = TensorSpec("fc/weight", "fc", (2, 3), 4, 6, "torch", "fc.weight")
-    >>> spec.stop, spec.slice()
-    (10, slice(4, 10, None))
-    """
-
-    name: str
-    """wspace name ``"<layer>/<param>"``: ``"dense_1/weight"`` (torch), ``"dense_1/kernel"``."""
-    layer: str
-    """The layer, ``name`` up to its last ``/`` (``"dense_1"``)."""
-    shape: tuple[int, ...]
-    """Shape in this tensor's own ``convention``."""
-    offset: int
-    """Start in the flat vector."""
-    size: int
-    """Number of values, the product of ``shape``."""
-    convention: Convention
-    """Framework convention of ``shape``: ``"torch"`` or ``"keras"``."""
-    source_name: str
-    """Name in the source: a ``state_dict`` key (``"dense_1.weight"``) or an HDF5 path."""
-    flatten_shape: tuple[int, ...] | None = None
-    """Only for a dense weight that reads a flattened feature map: that map's shape in this
-    convention, ``(c, h, w)`` for torch and ``(h, w, c)`` for Keras."""
-
-    def __post_init__(self) -> None:
-        # Normalise torch.Size / numpy integers / lists, so that equality and hashing are exact.
-        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
-        if self.flatten_shape is not None:
-            object.__setattr__(self, "flatten_shape", tuple(int(s) for s in self.flatten_shape))
-        layer, _, param = self.name.rpartition("/")
-        problem = None
-        if not layer or not param or layer != self.layer:
-            problem = f"its name must be '<layer>/<param>' with layer {self.layer!r}"
-        elif any(s < 0 for s in self.shape):
-            problem = f"its shape {self.shape} has a negative dimension"
-        elif self.size != math.prod(self.shape):
-            problem = f"its size {self.size} is not the product of its shape {self.shape}"
-        elif self.offset < 0:
-            problem = f"its offset {self.offset} is negative"
-        elif self.convention not in _CONVENTIONS:
-            problem = f"its convention {self.convention!r} is not one of {_CONVENTIONS}"
-        elif self.flatten_shape is not None:
-            in_axis = 1 if self.convention == "torch" else 0
-            if len(self.shape) != 2 or math.prod(self.flatten_shape) != self.shape[in_axis]:
-                problem = (
-                    f"its flatten_shape {self.flatten_shape} needs a 2-D dense weight with "
-                    f"{math.prod(self.flatten_shape)} inputs, not shape {self.shape}"
-                )
-        if problem:
-            raise SchemaMismatchError(f"invalid tensor {self.name!r}: {problem}")
-
-    @property
-    def stop(self) -> int:
-        """End (exclusive) in the flat vector, ``offset + size``."""
-        return self.offset + self.size
-
-    def slice(self) -> slice:
-        """The tensor's slice of the flat vector, ``slice(offset, stop)``."""
-        return slice(self.offset, self.stop)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form, every field (shapes as lists)."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -357,48 +232,7 @@ class Layout:
         >>> lay.flatten(net).shape
         (8,)
         """
-        torch = _torch()
-        if torch is not None and isinstance(tensors, torch.nn.Module):
-            tensors = tensors.state_dict()
-        if not isinstance(tensors, Mapping):
-            kind = type(tensors).__name__
-            raise self._mismatch(f"flatten() takes a mapping of tensors or a module, not {kind}")
-        out = np.empty(self.size, dtype=np.float32)
-        given: dict[int, object] = {}
-        extra = []
-        for key, value in tensors.items():
-            i = self._index.get(key, self._by_source.get(key))
-            if i is None:
-                if not _is_torch_tensor(value) or value.is_floating_point():
-                    extra.append(key)
-                continue
-            spec = self.tensors[i]
-            if i in given:
-                raise self._mismatch(
-                    f"tensor {spec.name!r} is given twice, as {given[i]!r} and {key!r}"
-                )
-            given[i] = key
-            if not _is_floating(value):
-                raise DTypeError(
-                    f"layout {self.name!r}: tensor {spec.name!r} must be floating "
-                    f"point; got {_dtype(value)}"
-                )
-            if _is_torch_tensor(value):
-                value = value.detach().to("cpu", torch.float32).numpy()
-            array = np.asarray(value)
-            if array.shape != spec.shape:
-                raise self._mismatch(
-                    f"tensor {spec.name!r} must have shape {spec.shape}; got {array.shape}"
-                )
-            out[spec.offset : spec.stop] = array.reshape(-1)
-        if extra:
-            raise self._mismatch(
-                f"unexpected tensor(s) {listing(extra)}; tensors: {listing(self.tensor_names)}"
-            )
-        if len(given) != len(self.tensors):
-            missing = [t.name for i, t in enumerate(self.tensors) if i not in given]
-            raise self._mismatch(f"missing tensor(s) {listing(missing)}")
-        return out
+        return flat_vector(self, tensors)
 
     def unflatten(self, vector: Any) -> dict[str, np.ndarray]:
         """The tensors of a flat vector ``(size,)``, or of a batch ``(n, size)``.
@@ -413,17 +247,7 @@ class Layout:
         >>> lay.unflatten(np.zeros((5, 4)))["fc/weight"].shape
         (5, 2, 2)
         """
-        torch = _torch()
-        if torch is not None and isinstance(vector, torch.Tensor):
-            vector = vector.detach().cpu().numpy()
-        array = np.asarray(vector)
-        if array.ndim not in (1, 2) or array.shape[-1] != self.size:
-            raise self._mismatch(
-                f"needs a vector of {self.size} values, or a batch (n, "
-                f"{self.size}); got shape {array.shape}"
-            )
-        lead = array.shape[:-1]
-        return {t.name: array[..., t.offset : t.stop].reshape(lead + t.shape) for t in self}
+        return tensors_of(self, vector)
 
     def to_state_dict(self, vector: Any) -> dict[str, Any]:
         """A torch ``state_dict`` (float32 tensors) of a flat vector.
@@ -449,35 +273,7 @@ class Layout:
         >>> {k: tuple(v.shape) for k, v in keras.to_state_dict(range(8)).items()}
         {'fc.weight': (2, 3), 'fc.bias': (2,)}
         """
-        import torch
-
-        if isinstance(vector, torch.Tensor):
-            vector = vector.detach().cpu().numpy()
-        array = np.asarray(vector)
-        parts = self.unflatten(array)  # checks the shape
-        lead = array.shape[:-1]
-        out: dict[str, Any] = {}
-        for t in self.tensors:
-            if t.convention == "torch":
-                key, value = t.source_name, parts[t.name]
-            else:
-                param = t.name.rpartition("/")[2]
-                torch_param = _KERAS_TO_TORCH.get(param)
-                if torch_param is None:
-                    raise self._mismatch(
-                        f"Keras tensor {t.name!r} has no torch counterpart (known: "
-                        f"{listing(_KERAS_TO_TORCH)})"
-                    )
-                key = f"{t.layer.replace('/', '.')}.{torch_param}"
-                if param == "kernel":
-                    spec, index, shape = self.view(f"{t.layer}/weight")
-                    value = array[..., spec.offset + index].reshape(lead + shape)
-                else:
-                    value = parts[t.name]
-            if key in out:
-                raise self._mismatch(f"tensors {t.name!r} and another both map to {key!r}")
-            out[key] = torch.tensor(value, dtype=torch.float32)
-        return out
+        return torch_state_dict(self, vector)
 
     # -- views across conventions ------------------------------------------------------------
     def view(self, name: str) -> tuple[TensorSpec, np.ndarray, tuple[int, ...]]:
@@ -500,23 +296,7 @@ class Layout:
                [1., 4.],
                [2., 5.]])
         """
-        if name in self._index:
-            spec = self[name]
-            return spec, np.arange(spec.size), spec.shape
-        layer, _, param = str(name).rpartition("/")
-        for convention, (asked, stored) in _OTHER_NAME.items():
-            spec_i = self._index.get(f"{layer}/{stored}")
-            if param != asked or spec_i is None or self.tensors[spec_i].convention != convention:
-                continue
-            spec = self.tensors[spec_i]
-            if len(spec.shape) >= 2:
-                convert = torch_to_keras_index if convention == "torch" else keras_to_torch_index
-                index, shape = convert(spec)
-                return spec, index, shape
-            raise self._no_tensor(
-                name, f" ({spec.name!r} of shape {spec.shape} has no {param!r} form)"
-            )
-        raise self._no_tensor(name)
+        return resolve_view(self, name)
 
     # -- serialisation -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -538,52 +318,7 @@ class Layout:
         >>> lay["a/b/w"].layer, Layout.from_dict(lay.to_dict()) == lay
         ('a/b', True)
         """
-        if not isinstance(data, Mapping) or not isinstance(data.get("tensors"), list):
-            raise SchemaMismatchError(
-                "a layout dict needs a 'tensors' list of {'name': ..., 'shape': [...]} entries"
-            )
-        arch = data.get("architecture")
-        name = data.get("name", "default")
-        if not isinstance(name, str) or not (arch is None or isinstance(arch, str)):
-            raise SchemaMismatchError(
-                f"a layout's name must be a string and its architecture a string or None; "
-                f"got {name!r} and {arch!r}"
-            )
-        specs = []
-        offset = 0
-        for t in data["tensors"]:
-            if not isinstance(t, Mapping) or "name" not in t or "shape" not in t:
-                raise SchemaMismatchError(f"layout tensor entry {t!r} needs 'name' and 'shape'")
-            tensor = t["name"]
-            if not isinstance(tensor, str):
-                raise SchemaMismatchError(f"layout tensor name {tensor!r} is not a string")
-            shape = _int_tuple(t["shape"], tensor, "shape")
-            flat = t.get("flatten_shape")
-            texts = {
-                k: t.get(k, d)
-                for k, d in (
-                    ("layer", tensor.rpartition("/")[0]),
-                    ("convention", "torch"),
-                    ("source_name", tensor),
-                )
-            }
-            for key, value in texts.items():
-                if not isinstance(value, str):
-                    raise SchemaMismatchError(f"tensor {tensor!r}: {key} {value!r} is not a string")
-            specs.append(
-                TensorSpec(
-                    tensor,
-                    texts["layer"],
-                    shape,
-                    _int(t.get("offset", offset), tensor, "offset"),
-                    _int(t.get("size", math.prod(shape)), tensor, "size"),
-                    texts["convention"],  # validated by TensorSpec
-                    texts["source_name"],
-                    None if flat is None else _int_tuple(flat, tensor, "flatten_shape"),
-                )
-            )
-            offset = specs[-1].stop
-        return cls(tuple(specs), name=name, architecture=arch)
+        return layout_from_dict(cls, data)
 
     @classmethod
     def from_torch(
@@ -605,32 +340,4 @@ class Layout:
         >>> Layout.from_torch(net).tensor_names
         ('0/weight', '0/bias', '1/weight', '1/bias', '1/running_mean', '1/running_var')
         """
-        torch = _torch()
-        arch = getattr(module, "wspace_architecture", None)
-        flatten_inputs = dict(getattr(module, "wspace_flatten_inputs", None) or {})
-        if torch is not None and isinstance(module, torch.nn.Module):
-            module = module.state_dict()
-        if not isinstance(module, Mapping):
-            raise SchemaMismatchError(
-                f"from_torch() takes a torch module or a state_dict, not {type(module).__name__}"
-            )
-        specs = []
-        offset = 0
-        for key, value in module.items():
-            if not _is_floating(value):
-                continue  # integer buffers (num_batches_tracked), extra state
-            layer, _, param = str(key).rpartition(".")
-            layer = layer or "root"
-            shape = tuple(int(s) for s in value.shape)
-            flat = flatten_inputs.pop(layer, None) if param == "weight" else None
-            spec = TensorSpec(
-                f"{layer}/{param}", layer, shape, offset, math.prod(shape), "torch", str(key), flat
-            )
-            specs.append(spec)
-            offset = spec.stop
-        if flatten_inputs:
-            raise SchemaMismatchError(
-                f"wspace_flatten_inputs names layer(s) {listing(flatten_inputs)} without a "
-                "'weight' in the state_dict"
-            )
-        return cls(tuple(specs), name=name or arch or "default", architecture=architecture or arch)
+        return layout_from_torch(cls, module, name, architecture)
