@@ -7,9 +7,10 @@ vector, the convolutional layers only, or the fully connected layers only. Train
 fresh slice position for every row at every epoch; a test network is classified from ``P``
 evenly spaced slice positions of each of its snapshots, averaging the predicted probabilities.
 
-Rows stream from the store with :meth:`wspace.Zoo.batches` (a batch of rows at a time); the
-zoo is never loaded whole. Networks (the ``model`` column) are split into train and test, so
-that snapshots of one network never straddle the split.
+Rows stream from the store with :meth:`wspace.Zoo.batches` (a batch of rows at a time; the
+passes over slices are in :mod:`wspace.analysis.meta_slices`); the zoo is never loaded whole.
+Networks (the ``model`` column) are split into train and test, so that snapshots of one network
+never straddle the split.
 
 Targets: a categorical column (``cls``, ``optimizer``, ...), a numeric one in ``bins``
 quantile bins (classification), or a numeric one as regression (``task="regress"``: L1 loss,
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
@@ -31,6 +32,9 @@ import torch
 from torch import nn
 
 from wspace.analysis.intervals import wilson_interval
+from wspace.analysis.meta_slices import BUFFER_SLICES as BUFFER_SLICES
+from wspace.analysis.meta_slices import CALIBRATION_BATCHES as CALIBRATION_BATCHES
+from wspace.analysis.meta_slices import evaluate_rows, recalibrate, train_slices
 from wspace.analysis.slice_cnn import SliceCNN
 from wspace.analysis.split import chance_rates, encode_target, select_rows, split_models
 from wspace.analysis.threads import limit_threads
@@ -267,7 +271,7 @@ def meta_classifier(
         for epoch in range(epochs):
             net.train()
             total, correct, seen = 0.0, 0, 0
-            stream = _train_slices(
+            stream = train_slices(
                 train_rows, train_values, region_t, offsets, slices_per_row, batch_size, rng, dev
             )
             for x, y_np in stream:
@@ -290,13 +294,13 @@ def meta_classifier(
                 record["train_accuracy"] = correct / max(seen, 1)
             history.append(record)
             log.info("meta-classifier %s epoch %d: %s", part, epoch + 1, record)
-        _recalibrate(
+        recalibrate(
             net,
-            _train_slices(
+            train_slices(
                 train_rows, train_values, region_t, offsets, slices_per_row, batch_size, rng, dev
             ),
         )
-        row_out, slice_hits = _evaluate(
+        row_out, slice_hits = evaluate_rows(
             net, test_rows, region_t, offsets, slice_length, positions, batch_size, kind, dev,
             values[split.test],
         )  # fmt: skip
@@ -342,138 +346,6 @@ def meta_classifier(
 
 def _steps(rows: Zoo) -> list[int]:
     return sorted(int(s) for s in pd.unique(rows.models["step"].dropna()))
-
-
-BUFFER_SLICES = 2048
-"""Slices mixed in the shuffle buffer of a training epoch."""
-
-
-def _train_slices(
-    rows: Zoo,
-    values: np.ndarray,
-    region: torch.Tensor,
-    offsets: torch.Tensor,
-    per_row: int,
-    batch_size: int,
-    rng: np.random.Generator,
-    dev: torch.device,
-) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
-    """One epoch of shuffled training mini-batches ``(slices, targets)``.
-
-    Rows are read ``batch_size`` contiguous rows at a time, blocks in a random order (reads
-    of neighbouring rows share chunks); each row gives ``per_row`` slices at random positions
-    into a shuffle buffer of :data:`BUFFER_SLICES` slices, from which mini-batches are drawn.
-    Memory: one block of rows and the buffer of slices.
-    """
-    n = len(rows)
-    blocks = [np.arange(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
-    order: np.ndarray | list[int] = (
-        np.concatenate([blocks[i] for i in rng.permutation(len(blocks))]) if blocks else []
-    )
-    high = len(region) - len(offsets) + 1
-    buffer_x: list[torch.Tensor] = []
-    buffer_y: list[np.ndarray] = []
-    buffered = 0
-
-    def drain(final: bool) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
-        nonlocal buffer_x, buffer_y, buffered
-        x, y = torch.cat(buffer_x), np.concatenate(buffer_y)
-        mix = rng.permutation(len(y))
-        x, y = x[torch.from_numpy(mix).to(x.device)], y[mix]
-        stop = len(y) if final else len(y) - len(y) % batch_size
-        for a in range(0, stop, batch_size):
-            if min(batch_size, stop - a) >= 2:  # batch normalisation needs two samples
-                yield x[a : a + batch_size], y[a : a + batch_size]
-        buffer_x, buffer_y = [x[stop:]], [y[stop:]]
-        buffered = len(y) - stop
-
-    if len(order) == 0:
-        return
-    reordered = rows.isel(np.asarray(order))
-    for batch in reordered.batches(batch_size):
-        weights = batch.weights.to(dev)
-        targets = values[np.asarray(order)[batch.positions]]
-        for _ in range(per_row):
-            starts = torch.from_numpy(rng.integers(0, high, len(targets))).to(dev)
-            buffer_x.append(_slices(weights, region, offsets, starts))
-            buffer_y.append(targets)
-            buffered += len(targets)
-        if buffered >= BUFFER_SLICES:
-            yield from drain(final=False)
-    if buffered:
-        yield from drain(final=True)
-
-
-CALIBRATION_BATCHES = 32
-"""Training mini-batches that re-estimate the batch-normalisation statistics after training."""
-
-
-@torch.no_grad()
-def _recalibrate(net: nn.Module, stream: Iterator[tuple[torch.Tensor, np.ndarray]]) -> None:
-    """Replace the running batch-norm statistics by exact averages under the final weights.
-
-    The running statistics start at mean 0 / variance 1 and decay by 0.9 per step; raw
-    weights have variances near 1e-3, so after a short training the running variances are
-    still dominated by their starting value and the network in evaluation mode predicts one
-    class. Averaging over :data:`CALIBRATION_BATCHES` training batches (dropout off) fixes it.
-    """
-    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm1d)]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # cumulative average
-    net.eval()
-    for norm in norms:
-        norm.train()
-    for k, (x, _) in enumerate(stream):
-        if k == CALIBRATION_BATCHES:
-            break
-        net(x)
-    for norm in norms:
-        norm.momentum = 0.1
-    net.eval()
-
-
-def _slices(
-    weights: torch.Tensor, region: torch.Tensor, offsets: torch.Tensor, starts: torch.Tensor
-) -> torch.Tensor:
-    """``(batch, length)`` slices ``region[start : start + length]`` of each row."""
-    index = region[starts[:, None] + offsets[None, :]]
-    return torch.gather(weights, 1, index)
-
-
-@torch.no_grad()
-def _evaluate(
-    net: nn.Module,
-    rows: Zoo,
-    region: torch.Tensor,
-    offsets: torch.Tensor,
-    length: int,
-    positions: int,
-    batch_size: int,
-    kind: str,
-    dev: torch.device,
-    values: np.ndarray,
-) -> tuple[np.ndarray, float]:
-    """Per test row: outputs averaged over ``positions`` slices; and the single-slice accuracy."""
-    net.eval()
-    starts = np.unique(np.round(np.linspace(0, len(region) - length, positions)).astype(np.int64))
-    outputs = []
-    hits = 0
-    for batch in rows.batches(batch_size):
-        weights = batch.weights.to(dev)
-        summed = None
-        for s in starts:
-            index = torch.full((len(weights),), int(s), device=dev)
-            out = net(_slices(weights, region, offsets, index))
-            if kind == "classify":
-                out = out.softmax(1)
-                truth = torch.from_numpy(values[batch.positions].astype(np.int64)).to(dev)
-                hits += int((out.argmax(1) == truth).sum())
-            summed = out if summed is None else summed + out
-        assert summed is not None
-        outputs.append((summed / len(starts)).cpu().numpy())
-    total = len(rows) * len(starts)
-    return np.concatenate(outputs), hits / max(total, 1)
 
 
 def _constant_per_network(values: np.ndarray, groups: np.ndarray) -> bool:
