@@ -17,6 +17,7 @@ from wspace.errors import FormatError, NonFiniteWeightsError, SourceNotFoundErro
 from wspace.io import export_zoo, import_zoo
 from wspace.io.cnn_zoo import read_layout
 from wspace.layout import Layout
+from wspace.store.records import AppendRecord
 from wspace.testing import assert_rows_equal
 
 # the published CNN: 3 conv layers of 16 units (3x3, 1 input channel), GAP, dense to 10
@@ -178,8 +179,8 @@ def test_rows_of_a_model_are_grouped_and_committed_together(tmp_path):
     report = import_zoo("cnn-zoo", src, url, progress=False, commit_rows=1)
     assert report.models == ["/tmp/mnist/1000", "/tmp/mnist/1001"]
     handle = wspace.store.open_store(url)
-    appends = [r for r in handle.state_records if r.get("op") == "append"]
-    assert [len(r["keys"]) for r in appends] == [9, 9]  # one commit per model
+    appends = [r for r in handle.state_records if isinstance(r, AppendRecord)]
+    assert [len(r.keys) for r in appends] == [9, 9]  # one commit per model
     zoo = wspace.open(url)
     assert_rows_equal(zoo.values, weights)
     assert zoo.models["step"].tolist() == list(np.array(STEPS) * 100) * 2

@@ -26,6 +26,7 @@ from wspace.io.options import bind_options, option_bool, option_int
 from wspace.io.row_files import write_rows
 from wspace.io.session import ImportSession
 from wspace.store.handle import open_store
+from wspace.store.records import AppendRecord
 from wspace.testing import assert_rows_equal, tiny_zoo
 
 LAYOUT = wspace.Layout.from_dict(
@@ -46,7 +47,8 @@ def rows(model: int, n: int) -> list[tuple[np.ndarray, dict[str, int]]]:
 
 def appends(url: str) -> list[int]:
     """Rows per append commit, in commit order."""
-    return [len(r["keys"]) for r in open_store(url).state_records if r.get("op") == "append"]
+    records = open_store(url).state_records
+    return [len(r.keys) for r in records if isinstance(r, AppendRecord)]
 
 
 # -- the import session --------------------------------------------------------------------------

@@ -181,11 +181,12 @@ def test_a_compact_record_without_its_keys_is_the_form_a_checkpoint_stores() -> 
         parse_record(short.to_json(), version=3, url="mem")  # in the log, keys are required
 
 
-def test_records_read_like_their_json_form() -> None:
+def test_records_are_typed_not_dicts() -> None:
     rec = parse_record(json.loads(fixture_raw(7)), version=7)
-    assert rec["op"] == "append" and rec.get("op") == "append"
-    assert rec["keys"] == [["s9", 1], ["s1", 2]] and rec.get("nothing", 5) == 5
     assert isinstance(rec, AppendRecord) and rec.replaces == (("s1", 2),)
+    assert rec.keys == (("s9", 1), ("s1", 2)) and rec.to_json()["keys"] == [["s9", 1], ["s1", 2]]
+    with pytest.raises(TypeError):
+        rec["op"]  # type: ignore[index]  # records are read by attribute, not as dicts
 
 
 # -- validation ---------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from tests.conftest import BUCKET, moto_server
 from tests.faultproxy import FaultProxy
 from tests.workers import SMALL, SOAK, name_of, start, write_rows
 from wspace.layout import Layout
+from wspace.store.records import AppendRecord
 from wspace.testing import assert_rows_equal, tiny_weights
 
 pytestmark = pytest.mark.s3
@@ -53,9 +54,9 @@ def check_rows(url: str, options: dict, n: int) -> None:
     assert wspace.verify(url, storage_options=options).ok
 
 
-def append_records(url: str, options: dict) -> list[dict]:
+def append_records(url: str, options: dict) -> list[AppendRecord]:
     handle = wspace.store.open_store(url, storage_options=options)
-    return [r for r in handle.state_records if r["op"] == "append"]
+    return [r for r in handle.state_records if isinstance(r, AppendRecord)]
 
 
 def test_failing_requests_are_retried_and_each_commit_is_published_once(
@@ -77,7 +78,7 @@ def test_failing_requests_are_retried_and_each_commit_is_published_once(
         check_rows(url, s3_server.options, n)
         records = append_records(url, s3_server.options)
         assert len(records) == n // every  # no commit published twice, none lost
-        keys = [k[0] for r in records for k in r["keys"]]
+        keys = [k[0] for r in records for k in r.keys]
         assert sorted(keys) == [name_of(i) for i in range(n)]
     assert proxy.counts["error"] >= 5 and proxy.counts["lost-commit-record"] >= 2
     trials.add(

@@ -32,8 +32,7 @@ def demo(
         typer.Option(help="Folder of the report (default: NAME-report beside NAME.zarr)."),
     ] = None,
 ) -> None:
-    """The main job: train a small digits LeNet-5 zoo with concurrent workers, query it, and
-    write its analysis report (Markdown, HTML, figures)."""
+    """The main job: train a digits LeNet-5 zoo in 2 processes, query it, write its report."""
     from wspace.demo import run_demo
 
     run_demo(

@@ -14,10 +14,12 @@ from wspace.errors import WspaceError
 __all__ = ["register"]
 
 
-def _format_help() -> str:
+def _format_help(*, export: bool = False) -> str:
     from wspace.io import FORMATS
+    from wspace.io.builtin import PUBLISHED
 
-    return "\n\n".join(f"{f.name}: {f.summary}" for f in FORMATS.values())
+    shown = [*FORMATS.values(), *(PUBLISHED if export else ())]
+    return "\n\n".join(f"{f.name}: {f.summary}" for f in shown)
 
 
 def _format_options(pairs: list[str] | None) -> dict[str, Any]:
@@ -115,5 +117,5 @@ def register(app: typer.Typer) -> None:
     app.command(
         "export",
         help="Export the rows of the store SRC_URL (optionally filtered) to DST in a published "
-        "format.\n\nFormats:\n\n" + _format_help(),
+        "format.\n\nFormats:\n\n" + _format_help(export=True),
     )(export)

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.core.sync import sync
 
 from wspace.errors import CorruptDataError
 from wspace.store.archive import row_keys, write_archive
@@ -394,7 +393,7 @@ def vacuum(
                         removed["chunks"].append(key)
                         removed["bytes"] += len(backend.read(key) or b"")
                         if not dry_run:
-                            sync(backend.store.delete(key))
+                            backend.delete(key)
     for key, size in backend.temp_files(older_than=now - grace_seconds).items():
         removed["chunks"].append(key)
         removed["bytes"] += size

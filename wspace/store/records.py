@@ -124,14 +124,6 @@ class Record:
         """This record as published at ``version`` (a copy; records are immutable)."""
         return dataclasses.replace(self, txn=txn, version=version, time=time)
 
-    # read-only access to the JSON form, for code that knew records as dicts
-    def __getitem__(self, name: str) -> Any:
-        return self.to_json()[name]
-
-    def get(self, name: str, default: Any = None) -> Any:
-        """A field of the JSON form (:meth:`to_json`), or ``default``."""
-        return self.to_json().get(name, default)
-
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CreateRecord(Record):

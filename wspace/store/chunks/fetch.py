@@ -58,7 +58,12 @@ def local_root(unit: ChunkUnit) -> str | None:
 
 
 def _fetch_ranges(items: list[tuple[Any, str, int, int | None, bool]]) -> list[bytes | None]:
-    """Fetch ``(backend, key, start, stop, suffix)`` byte ranges concurrently."""
+    """Fetch ``(backend, key, start, stop, suffix)`` byte ranges concurrently.
+
+    One ``asyncio.gather`` over ranges of many objects: ``Backend.read_ranges`` takes one
+    object, and calling it per object would wait for each object in turn (on S3 one round
+    trip per chunk instead of one for the batch).
+    """
     proto = default_buffer_prototype()
 
     async def one(backend: Any, key: str, start: int, stop: int | None, suffix: bool) -> Any:
