@@ -39,7 +39,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # "wspace" alone: the facade (wspace/__init__.py)
     ("query", ("wspace.query", "wspace.weightspace", "wspace")),
     ("apps", ("wspace.io", "wspace.train", "wspace.analysis", "wspace.testing")),
-    ("top", ("wspace.cli", "wspace.demo", "wspace.__main__")),
+    # programs: the command line, the demo, the weight-space worked example (it trains a zoo)
+    ("top", ("wspace.cli", "wspace.demo", "wspace.__main__", "wspace.weightspace.example")),
 ]
 """Layers, lowest first, and the modules (with their submodules) that form each."""
 
