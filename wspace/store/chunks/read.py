@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -17,8 +17,14 @@ BATCH_BYTES = 64 << 20
 """Compressed bytes fetched before decoding starts (bounds memory on remote stores)."""
 
 
-def read(requests: Sequence[Request]) -> None:
+def read(requests: Sequence[Request], work: Callable[[ChunkUnit], None] = finish) -> None:
     """Read every request's rows into its output.
+
+    ``work`` is done on every fetched chunk in the thread pool: by default
+    :func:`~wspace.store.chunks.decode.finish` (decode it and scatter its rows to the output);
+    a scan that reduces chunks instead of keeping them passes its own (see
+    :func:`wspace.store.chunks.scan.column_moments`). Requests the registry cannot decode are
+    read through zarr into their output either way.
 
     Raises
     ------
@@ -44,16 +50,16 @@ def read(requests: Sequence[Request]) -> None:
         batch.append(f)
         size += BATCH_BYTES // 4 if f.stop is None else f.stop - f.start
         if size >= BATCH_BYTES:
-            _run(batch)
+            _run(batch, work)
             batch, size = [], 0
     if batch:
-        _run(batch)
+        _run(batch, work)
 
 
-def _run(fetches: list[ChunkUnit]) -> None:
-    """Fetch a batch, then decode every chunk of it in the pool."""
+def _run(fetches: list[ChunkUnit], work: Callable[[ChunkUnit], None]) -> None:
+    """Fetch a batch, then do ``work`` on every chunk of it in the pool."""
     fetch_batch(fetches)
-    in_pool(finish, [u for f in fetches for u in (f.members or [f])])
+    in_pool(work, [u for f in fetches for u in (f.members or [f])])
 
 
 def _read_with_zarr(req: Request) -> None:

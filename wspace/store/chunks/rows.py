@@ -36,6 +36,16 @@ class RowSource:
         columns: Sequence[slice],
     ) -> None:
         """Rows ``positions`` of ``layers`` into ``out[k, columns[j]]`` (``k``: position)."""
+        read(self.requests(positions, layers, out, columns))
+
+    def requests(
+        self,
+        positions: np.ndarray,
+        layers: Sequence[str],
+        out: np.ndarray,
+        columns: Sequence[slice],
+    ) -> list[Request]:
+        """The requests of :meth:`read`: one per piece and layer, rows in ascending order."""
         positions = np.asarray(positions, dtype=np.int64)
         pieces = self.piece[positions]
         local = self.row[positions]
@@ -49,7 +59,7 @@ class RowSource:
                 rows, dest = rows[order], dest[order]
             for layer, cols in zip(layers, columns, strict=True):
                 requests.append(Request(self.readers[layer][p], rows, out, dest, cols))
-        read(requests)
+        return requests
 
 
 def piece_row_names(pieces: Sequence[Piece], names: np.ndarray) -> list[np.ndarray]:
