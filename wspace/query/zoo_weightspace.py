@@ -4,12 +4,14 @@ inherits; the work is done in :mod:`wspace.weightspace`, imported on use)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
 if TYPE_CHECKING:
+    import xarray as xr
+
     from wspace.query.zoo import Zoo
     from wspace.weightspace.permuted import PermutedZoo
     from wspace.weightspace.stats import WeightStats
@@ -66,6 +68,50 @@ class ZooWeightSpaceMixin:
         zoo = cast("Zoo", self)
         stored = None if recompute else load_stats(zoo, storage_options=storage_options)
         return stored or compute_stats(zoo, chunk_rows=chunk_rows)
+
+    def param_stats(
+        self, layers: str | Sequence[str] | None = None, *, ddof: int = 0
+    ) -> xr.Dataset:
+        """Per-parameter mean, std, min and max over these rows, in one fused pass.
+
+        Every stored chunk of the layers is read, decoded and reduced once (float64 sums and
+        sums of squares per decoded chunk, on the read thread pool), never holding a layer in
+        memory. ``zoo.param_stats("dense").mean`` equals ``zoo.layer("dense").mean("model")``
+        (and ``.std`` its ``std("model", ddof=ddof)``) to float64 rounding, without running a
+        Dask graph; ``zoo.param_stats().mean`` equals ``zoo.weights.mean("model")``.
+
+        Parameters
+        ----------
+        layers
+            A layer name or names (their parameters in this order); by default every layer.
+        ddof
+            Delta degrees of freedom of ``std`` (0: population, as numpy and xarray).
+
+        Returns
+        -------
+        xarray.Dataset
+            ``mean``, ``std`` (float64), ``min`` and ``max`` (float32) over ``param``, with the
+            ``layer``, ``tensor`` and ``index`` coordinates of :meth:`layer`; attrs ``rows``.
+
+        Raises
+        ------
+        LayerNotFoundError
+            A name is not a layer of the layout.
+        SchemaMismatchError
+            The zoo has no rows.
+
+        Examples
+        --------
+        >>> import wspace
+        >>> from wspace.testing import tiny_zoo
+        >>> zoo = wspace.open(tiny_zoo("memory://doc-param-stats", n_models=4))
+        >>> stats = zoo.param_stats("dense_1")
+        >>> bool(np.allclose(stats["mean"], zoo.layer("dense_1").mean("model")))
+        True
+        """
+        from wspace.query.param_stats import param_stats
+
+        return param_stats(cast("Zoo", self), layers, ddof=ddof)
 
     def split(
         self,

@@ -1,8 +1,9 @@
 """Per-tensor and per-layer weight statistics in one streaming pass, stored beside the data.
 
-:func:`compute_stats` reads the rows ``chunk_rows`` at a time (bounded memory), and per chunk
-reduces every tensor to its count, float64 sum and sum of squared deviations, min and max; the
-chunks are merged exactly (Chan et al.'s parallel variance). :func:`save_stats` writes the result
+:func:`compute_stats` reduces the rows in one fused pass (every stored chunk decoded once, per
+column float64 sums and sums of squares: :meth:`wspace.Zoo.param_stats`), then every tensor to
+its count, float64 sum and sum of squared deviations, min and max (merged exactly: Chan et
+al.'s parallel variance). :func:`save_stats` writes the result
 under ``_weightspace/<arch>/stats/<fingerprint>.json`` with the log version it was computed at;
 :func:`load_stats` finds it again for the same rows, and rows added since change the fingerprint,
 so stale statistics are never reused.
@@ -28,6 +29,7 @@ import pandas as pd
 
 from wspace.errors import SchemaMismatchError
 from wspace.layout import Layout
+from wspace.store.chunks.moments import ColumnMoments
 from wspace.weightspace.derived import fingerprint, object_path, read_object, write_object
 
 __all__ = ["WeightStats", "compute_stats", "load_stats", "save_stats"]
@@ -127,26 +129,59 @@ def _reduce(block: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndar
     return np.stack([count, total, m2, lo, hi], 1)
 
 
+def _from_columns(layout: Layout, moments: Mapping[str, ColumnMoments]) -> np.ndarray:
+    """``count, sum, m2, min, max`` per tensor from its layer's per-column moments (the
+    columns' sums of squared deviations plus their means' spread around the tensor's mean)."""
+    out = np.empty((len(layout), 5))
+    means = {layer: acc.mean() for layer, acc in moments.items()}
+    m2s = {layer: acc.m2() for layer, acc in moments.items()}
+    for i, t in enumerate(layout):
+        acc = moments[t.layer]
+        first = t.offset - layout.layer_slice(t.layer).start
+        cols = slice(first, first + t.size)
+        mean = float(means[t.layer][cols].mean())
+        spread = float(np.square(means[t.layer][cols] - mean).sum())
+        m2 = float(m2s[t.layer][cols].sum()) + acc.count * spread
+        count = acc.count * t.size
+        out[i] = (count, mean * count, m2, acc.min[cols].min(), acc.max[cols].max())
+    return out
+
+
 def compute_stats(zoo: Any, *, chunk_rows: int = 256) -> WeightStats:
     """Mean, std, min and max of every tensor and layer over the zoo's rows, in one pass.
+
+    A :class:`~wspace.Zoo` (or a permuted one: neuron permutations move values within a
+    tensor, so the statistics are those of the zoo it permutes) is reduced in one fused pass
+    (:func:`wspace.query.param_stats.layer_moments`: every stored chunk decoded once, float64
+    sums and sums of squares per column, then per tensor); any other zoo-like object is read
+    ``chunk_rows`` rows at a time.
 
     Parameters
     ----------
     zoo
         A :class:`~wspace.Zoo` selection (or a permuted one: the statistics are the same).
     chunk_rows
-        Rows read and reduced at once (memory: about ``2 * chunk_rows * params`` float32).
+        Rows read and reduced at once when ``zoo`` is not a Zoo (memory: about
+        ``2 * chunk_rows * params`` float32).
     """
+    from wspace.query.param_stats import layer_moments
+    from wspace.query.zoo import Zoo
+    from wspace.weightspace.permuted import PermutedZoo
+
     layout: Layout = zoo.layout
     if len(zoo) == 0:
         raise SchemaMismatchError(f"store {zoo.url!r}: no rows to compute statistics of")
     starts = np.array([t.offset for t in layout], dtype=np.int64)
     sizes = np.array([t.size for t in layout], dtype=np.int64)
-    acc = np.zeros((len(layout), 5))
-    acc[:, 3], acc[:, 4] = np.inf, -np.inf
-    for start in range(0, len(zoo), chunk_rows):
-        block = np.asarray(zoo.isel(slice(start, start + chunk_rows)).values)
-        acc = _merge(acc, _reduce(block, starts, sizes))
+    base = zoo.zoo if isinstance(zoo, PermutedZoo) else zoo
+    if isinstance(base, Zoo):
+        acc = _from_columns(layout, layer_moments(base, list(layout.layers)))
+    else:
+        acc = np.zeros((len(layout), 5))
+        acc[:, 3], acc[:, 4] = np.inf, -np.inf
+        for start in range(0, len(zoo), chunk_rows):
+            block = np.asarray(zoo.isel(slice(start, start + chunk_rows)).values)
+            acc = _merge(acc, _reduce(block, starts, sizes))
     names = [t.name for t in layout]
     layers = [t.layer for t in layout]
     tensors = _table(acc, pd.Index(names, name="tensor"))
