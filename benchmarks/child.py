@@ -99,7 +99,7 @@ def _spelling(which: str, manifest: str, reps: str, out: str) -> None:
     import xarray  # noqa: F401
 
     import wspace
-    from benchmarks.check import digest
+    from benchmarks.check import digest, save_stats
     from benchmarks.queries import load_manifest
     from benchmarks.spellings import SPELLINGS
 
@@ -111,16 +111,21 @@ def _spelling(which: str, manifest: str, reps: str, out: str) -> None:
         spell = spellings[int(index)]
         times = []
         answer = None
-        for _ in range(1 + int(reps)):
+        for _ in range(1 + spell.reps(int(reps))):
             t = time.perf_counter()
             result = spell.run(zoo, m)
             times.append(time.perf_counter() - t)
             answer = answer or spell.answer(m, result)
         assert answer is not None
+        stats = None
+        if answer.stats is not None:
+            stats = f"{out}.{index}.npz"
+            save_stats(stats, answer.stats)
         got[index] = {
             "first_s": times[0],
             "repeat_s": times[1:],
             "check": digest(answer),
+            "stats": stats,
             "rss_mb": peak_rss_mb(),
         }
     Path(out).write_text(json.dumps(got))

@@ -1,12 +1,16 @@
 """No slow spellings: every natural way to ask wspace for the same rows, timed side by side.
 
-Two groups, each spelling in its own fresh process on an opened store (``wspace.open`` is not
+Three groups, each spelling in its own fresh process on an opened store (``wspace.open`` is not
 timed), warm page cache: its first call (what a user's first query pays) and the median of
 ``reps`` repeats on the same handle. All spellings of a group must return the same rows (the
-result check of :mod:`benchmarks.check`); the table marks those more than 2x the fastest.
+result check of :mod:`benchmarks.check`; statistics agree to 1e-4); the table marks those more
+than 2x the fastest.
 
 * **one row** — the full vector of one model (Q4's model);
-* **few rows** — one layer (``dense``) of ten models.
+* **few rows** — one layer (``dense``) of ten models;
+* **layer stats** — Q3, the per-parameter mean and std of every layer over all rows: the fused
+  pass (``zoo.param_stats``) and the xarray reductions through Dask (at most
+  :data:`STATS_REPS` repeats: a scan of the whole zoo each).
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ from typing import Any
 import numpy as np
 
 from benchmarks import runner
-from benchmarks.check import Answer
+from benchmarks.check import Answer, stats_agree
 
 __all__ = ["SPELLINGS", "measure_spellings"]
 
 FEW_LAYER = "dense"
 FEW_ROWS = 10
+STATS_REPS = 2
+"""Repeats of a "layer stats" spelling at most."""
 
 
 def few(m: dict[str, Any]) -> tuple[list[int], list[str]]:
@@ -40,7 +46,13 @@ class Spelling:
     """What a user writes (shown in the table)."""
     run: Callable[[Any, dict[str, Any]], Any]
 
+    def reps(self, reps: int) -> int:
+        """Repeats of this spelling when ``reps`` are asked for."""
+        return min(reps, STATS_REPS) if self.group == "layer stats" else reps
+
     def answer(self, m: dict[str, Any], result: Any) -> Answer:
+        if self.group == "layer stats":
+            return Answer(stats={k: (np.asarray(a), np.asarray(b)) for k, (a, b) in result.items()})
         rows = np.asarray(result, dtype=np.float32)
         if self.group == "one row":
             return Answer(rows=rows.reshape(1, -1), names=[m["q4"]["model"]])
@@ -92,9 +104,44 @@ FEW = [
     ),
 ]
 
+
+def _param_stats(z: Any, m: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    return {
+        layer: (s["mean"].values, s["std"].values)
+        for layer in z.layout.layers
+        for s in [z.param_stats(layer)]
+    }
+
+
+def _xarray_compute(z: Any, m: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    from dask.base import compute
+
+    lazy = {
+        layer: (z.layer(layer).mean("model").data, z.layer(layer).std("model").data)
+        for layer in z.layout.layers
+    }
+    (stats,) = compute(lazy)
+    return dict(stats)
+
+
+STATS = [
+    ('{l: zoo.param_stats(l)[["mean", "std"]] for l in layers}', _param_stats),
+    (
+        'dask.compute({l: (zoo.layer(l).mean("model"), zoo.layer(l).std("model")) ...})',
+        _xarray_compute,
+    ),
+    (
+        '{l: (zoo.layer(l).mean("model").values, zoo.layer(l).std("model").values) ...}',
+        lambda z, m: {
+            layer: (z.layer(layer).mean("model").values, z.layer(layer).std("model").values)
+            for layer in z.layout.layers
+        },
+    ),
+]
+
 SPELLINGS: dict[str, Spelling] = {
     code: Spelling(group, code, fn)
-    for group, items in (("one row", ONE), ("few rows", FEW))
+    for group, items in (("one row", ONE), ("few rows", FEW), ("layer stats", STATS))
     for code, fn in items
 }
 """Spelling (its code) -> :class:`Spelling`."""
@@ -116,12 +163,21 @@ def measure_spellings(manifest_path: str, reps: int, batched: bool = False) -> d
         d = measured[index]
         first = float(d["first_s"])
         repeat = statistics.median(d["repeat_s"]) if d["repeat_s"] else first
-        ref = reference.setdefault(spell.group, d["check"])
-        if d["check"] != ref:
-            errors.append(
-                f"spelling {code!r} returned different rows than the first of {spell.group!r}: "
-                f"{d['check']} != {ref}"
-            )
+        if d.get("stats") is not None:  # statistics: sums in other orders, within 1e-4
+            ref_stats = reference.setdefault(spell.group, d["stats"])
+            problem = stats_agree(ref_stats, d["stats"])
+            if problem:
+                errors.append(
+                    f"spelling {code!r} returned other statistics than the first of "
+                    f"{spell.group!r}: {problem}"
+                )
+        else:
+            ref = reference.setdefault(spell.group, d["check"])
+            if d["check"] != ref:
+                errors.append(
+                    f"spelling {code!r} returned different rows than the first of "
+                    f"{spell.group!r}: {d['check']} != {ref}"
+                )
         rows.append(
             {
                 "group": spell.group,

@@ -59,7 +59,7 @@ def test_quick_benchmark_runs_and_reports_every_query(tmp_path):
     assert {"layerwise_pickle"} <= set(res["main"]["queries"]["q1"]["warm"])
     assert {"modelwise_pickle"} <= set(res["main"]["queries"]["q2"]["warm"])
     assert res["limits"]["memcpy_gb_s"] > 0 and res["limits"]["cold_disk_gb_s"] > 0
-    assert {r["group"] for r in res["spellings"]["rows"]} == {"one row", "few rows"}
+    assert {r["group"] for r in res["spellings"]["rows"]} == {"one row", "few rows", "layer stats"}
     assert [r["writers"] for r in res["q6"]["summary"]] == [1, 2, 4]
     assert all(r["lost_total"] == 0 and r["duplicated_total"] == 0 for r in res["q6"]["summary"])
     assert 0 < res["q7"]["lossless_ratio"] < 1.2 and 0 < res["q7"]["lossy_ratio"] < 1
