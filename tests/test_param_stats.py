@@ -153,3 +153,32 @@ def test_column_moments_merge_equals_one_pass():
             assert np.array_equal(acc.min, rows.min(axis=0))
         assert np.isnan(ColumnMoments(width).mean()).all()
         assert np.isnan(ColumnMoments(width).std(ddof=1)).all()
+
+
+def test_streamed_scaler_fitted_from_param_stats_equals_scikit_learn(tmp_path):
+    from sklearn.preprocessing import StandardScaler
+
+    from wspace.analysis.features import _fit_scaler
+
+    lay = wspace.Layout.from_dict(TORCH)
+    url = str(tmp_path / "z.zarr")
+    wspace.create(url, lay)
+    with wspace.writer(url) as w:
+        for i in range(12):
+            row = _row(lay, i)
+            row[:3] = 0.25  # constant columns: scale 1, as scikit-learn sets it
+            w.append(row, model=f"m{i}")
+    zoo = wspace.open(url)
+    train = np.array([0, 2, 3, 5, 8, 11])
+    layers = ["conv", "out"]
+    columns = np.r_[lay.layer_slice("conv"), lay.layer_slice("out")]
+    x = zoo.values[train][:, columns]
+    reference = StandardScaler().fit(x)
+    fitted = StandardScaler()
+    _fit_scaler(fitted, zoo.isel(train).param_stats(layers), len(train))
+    assert fitted.n_samples_seen_ == reference.n_samples_seen_ == 6
+    np.testing.assert_allclose(fitted.mean_, reference.mean_, rtol=1e-12)
+    np.testing.assert_allclose(fitted.var_, reference.var_, rtol=1e-6, atol=1e-15)
+    np.testing.assert_allclose(fitted.scale_, reference.scale_, rtol=1e-6)
+    assert (fitted.scale_[:3] == 1.0).all()
+    np.testing.assert_allclose(fitted.transform(x), reference.transform(x), rtol=1e-5, atol=1e-5)

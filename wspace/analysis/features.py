@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterator, Sequence
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import dask.array as da
 import numpy as np
@@ -207,6 +207,21 @@ def iter_blocks(
         yield extract(zoo.isel(positions[start:stop]), features, max_bytes=1 << 62)
 
 
+def _fit_scaler(scaler: Any, stats: Any, n_samples: int) -> None:
+    """Fit a ``StandardScaler`` from per-column statistics (:meth:`wspace.Zoo.param_stats`),
+    as ``partial_fit`` over the same rows would: float64 mean and population variance, and
+    a scale of 1 for columns indistinguishable from constant (scikit-learn's bound)."""
+    mean = np.asarray(stats["mean"].values, dtype=np.float64)
+    var = np.square(np.asarray(stats["std"].values, dtype=np.float64))
+    eps = np.finfo(np.float64).eps
+    constant = var <= n_samples * eps * var + (n_samples * mean * eps) ** 2
+    scale = np.sqrt(var)
+    scale[constant] = 1.0
+    scaler.mean_, scaler.var_, scaler.scale_ = mean, var, scale
+    scaler.n_samples_seen_ = n_samples
+    scaler.n_features_in_ = len(mean)
+
+
 def reduce_streamed(
     zoo: Zoo,
     features: Features,
@@ -219,7 +234,8 @@ def reduce_streamed(
     """Standardise and project every row on ``n_components`` principal components, streamed.
 
     The scaler and an :class:`~sklearn.decomposition.IncrementalPCA` are fitted on the rows
-    ``train`` only (so nothing of the test rows leaks into the features), block by block;
+    ``train`` only (so nothing of the test rows leaks into the features), block by block (the
+    scaler of raw layer columns from :meth:`wspace.Zoo.param_stats`'s one fused pass);
     then all rows are transformed block by block. Memory is bounded by one block
     (``block_bytes`` of raw features) and the components.
 
@@ -236,7 +252,10 @@ def reduce_streamed(
     k = max(1, min(n_components, len(train), width))
     rows = max(k, block_bytes // (4 * width))
     scaler = StandardScaler() if standardize else None
-    if scaler is not None:
+    layers = resolve_layers(zoo.layout, features)
+    if scaler is not None and layers is not None:  # raw columns: the fused statistics pass
+        _fit_scaler(scaler, zoo.isel(train).param_stats(layers), len(train))
+    elif scaler is not None:
         for block in iter_blocks(zoo, features, train, block_rows=rows):
             scaler.partial_fit(block)
     pca = IncrementalPCA(n_components=k)
