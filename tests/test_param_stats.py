@@ -4,6 +4,8 @@ rows, selections with repeats, and the empty selection."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -182,3 +184,26 @@ def test_streamed_scaler_fitted_from_param_stats_equals_scikit_learn(tmp_path):
     np.testing.assert_allclose(fitted.scale_, reference.scale_, rtol=1e-6)
     assert (fitted.scale_[:3] == 1.0).all()
     np.testing.assert_allclose(fitted.transform(x), reference.transform(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_corrupt_or_missing_chunk_fails_the_scan_naming_layer_and_model(tmp_path):
+    url = tiny_zoo(str(tmp_path / "z.zarr"), 20)
+    wspace.compact(url)
+    zoo = wspace.open(url)
+    array = zoo._source.readers["conv2d_2"][0].array
+    shard = Path(url, array.path, "c", "0", "0")
+    data = bytearray(shard.read_bytes())
+    index = np.frombuffer(bytes(data[-(20 * 16 + 4) : -4]), "<u8").reshape(-1, 2)
+    offset, length = index[7]
+    data[int(offset + length // 2)] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    zoo = wspace.open(url)
+    name = zoo.models["model"][7]
+    with pytest.raises(wspace.CorruptDataError, match=f"conv2d_2.*{name}"):
+        zoo.param_stats("conv2d_2")
+    with pytest.raises(wspace.CorruptDataError, match=f"conv2d_2.*{name}"):
+        zoo.stats(recompute=True)
+    assert zoo.isel(np.r_[0:7, 8:20]).param_stats("conv2d_2").attrs["rows"] == 19
+    shard.unlink()
+    with pytest.raises(wspace.CorruptDataError, match="missing"):
+        wspace.open(url).param_stats("conv2d_2")
