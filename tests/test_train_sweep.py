@@ -188,3 +188,53 @@ def test_module_layout_is_the_nws_layout(bn: bool) -> None:
     assert layout.name == reference.name
     assert [(t.name, t.shape) for t in layout] == [(t.name, t.shape) for t in reference]
     assert net(torch.rand(2, 3, 32, 32)).shape == (2, 20)
+
+
+def _image_folder(root: Path, classes: list[str], per_class: int) -> None:
+    """A tiny ImageFolder tree of PNG images (class k: images of brightness about k / n)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for k, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                noise = rng.integers(0, 40, size=(12, 12, 3))
+                pixels = np.clip(k * 200 // len(classes) + noise, 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+
+
+def _spec(text: str, tmp_path: Path) -> SweepSpec:
+    path = tmp_path / "spec.toml"
+    path.write_text(text)
+    return load_spec(path)
+
+
+def test_a_sweep_trains_on_a_local_image_folder(tmp_path: Path) -> None:
+    data = tmp_path / "shapes"
+    _image_folder(data, ["dark", "light", "mid"], per_class=8)
+    text = SPEC.replace("networks = 3", "networks = 1")
+    text = text.replace("train_images = 64", f'train_images = 24\ndataset = ["folder:{data}"]')
+    url = str(tmp_path / "zoo.zarr")
+    report = run_sweep(_spec(text, tmp_path), url, progress=False)
+    assert report.trained == ["net_00000"]
+    zoo = wspace.open(url, arch=report.archs[0])
+    assert set(zoo.models["dataset"]) == {f"folder:{data}"}
+    assert sorted(zoo.models["step"]) == list(range(1, 21))
+
+
+def test_image_folder_problems_are_named(tmp_path: Path) -> None:
+    from wspace.errors import DataSetNotFoundError
+    from wspace.train.data import load_dataset
+
+    data = tmp_path / "bad"
+    _image_folder(data, ["a", "b"], per_class=2)
+    (data / "val" / "b").rename(data / "val" / "c")
+    with pytest.raises(DataSetNotFoundError, match=r"train/ has classes 'a', 'b' but val/ has"):
+        load_dataset(f"folder:{data}")
+    many = tmp_path / "many"
+    _image_folder(many, [f"c{k:02d}" for k in range(21)], per_class=1)
+    spec = _spec(SPEC.replace("train_images = 64", f'dataset = ["folder:{many}"]'), tmp_path)
+    with pytest.raises(FormatError, match=r"has 21 classes; the sweep's networks have 20 outputs"):
+        run_sweep(spec, str(tmp_path / "z.zarr"), progress=False)

@@ -205,19 +205,20 @@ def _class_folders(split_dir: Path, root: Path) -> list[Path]:
     return [by_label[i] for i in range(len(IMAGENETTE_CLASSES))]
 
 
-def _image_files(folder: Path, root: Path) -> list[Path]:
+def image_files(folder: Path, layout_help: str) -> list[Path]:
+    """The image files of a class folder, sorted; raise (with ``layout_help``) if none."""
     files = sorted(
         p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_EXTENSIONS
     )
     if not files:
         raise DataSetNotFoundError(
-            f"class folder {folder} holds no images ({', '.join(_IMAGE_EXTENSIONS)}); "
-            f"{_layout_help(root)}"
+            f"class folder {folder} holds no images ({', '.join(_IMAGE_EXTENSIONS)}); {layout_help}"
         )
     return files
 
 
-def _read_images(files: Sequence[Path], size: int) -> torch.Tensor:
+def read_images(files: Sequence[Path], size: int) -> torch.Tensor:
+    """Images ``(N, 3, size, size)`` in [0, 1]: PIL, RGB, torchvision ``Resize`` + ``ToTensor``."""
     from PIL import Image
     from torchvision import transforms
 
@@ -281,10 +282,10 @@ def load_imagenette(root: str | os.PathLike[str], *, size: int = 32) -> DataSpli
         files: list[Path] = []
         labels: list[int] = []
         for label, folder in enumerate(_class_folders(split_dir, root_path)):
-            class_files = _image_files(folder, root_path)
+            class_files = image_files(folder, _layout_help(root_path))
             files += class_files
             labels += [label] * len(class_files)
-        splits[split] = (_read_images(files, int(size)), torch.tensor(labels, dtype=torch.int64))
+        splits[split] = (read_images(files, int(size)), torch.tensor(labels, dtype=torch.int64))
     return DataSplit(
         name="imagenette",
         classes=IMAGENETTE_CLASSES,
@@ -298,11 +299,14 @@ def load_imagenette(root: str | os.PathLike[str], *, size: int = 32) -> DataSpli
 def load_dataset(
     name: str, *, root: str | os.PathLike[str] | None = None, seed: int = 0
 ) -> DataSplit:
-    """Load a training data set by name: ``"digits"``, ``"digits-inverted"`` or ``"imagenette"``.
+    """Load a training data set by name: ``"digits"``, ``"digits-inverted"``, ``"imagenette"``,
+    ``"imagenette:<root>"`` or ``"folder:<root>"`` (any local ImageFolder tree,
+    :func:`wspace.train.image_folder.load_image_folder`).
 
     ``seed`` picks the train/validation split of ``digits``; Imagenette has a fixed split and
-    needs ``root``. ``digits-inverted`` is ``digits`` with every image ``1 - x`` (white digits
-    on black become black on white): a second offline data set for sweeps.
+    needs ``root`` (or the ``imagenette:<root>`` name). ``digits-inverted`` is ``digits`` with
+    every image ``1 - x`` (white digits on black become black on white): a second offline data
+    set for sweeps.
 
     Examples
     --------
@@ -321,6 +325,12 @@ def load_dataset(
             val_x=1.0 - base.val_x,
             val_y=base.val_y,
         )
+    if name.startswith("folder:"):
+        from wspace.train.image_folder import load_image_folder
+
+        return load_image_folder(name.removeprefix("folder:"))
+    if name.startswith("imagenette:"):
+        return load_imagenette(name.removeprefix("imagenette:"))
     if name == "imagenette":
         if root is None:
             raise DataSetNotFoundError(
@@ -328,4 +338,7 @@ def load_dataset(
                 "downloaded"
             )
         return load_imagenette(root)
-    raise ValueError(f"unknown data set {name!r}; known: 'digits', 'digits-inverted', 'imagenette'")
+    raise ValueError(
+        f"unknown data set {name!r}; known: 'digits', 'digits-inverted', 'imagenette', "
+        "'imagenette:<root>', 'folder:<root>'"
+    )

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 import wspace
 from wspace.architectures import register
 from wspace.errors import FormatError, StoreNotFoundError, WspaceError
-from wspace.io.nws_arch import NWSArchitecture, snapshot_epochs
+from wspace.io.nws_arch import OUTPUTS, NWSArchitecture, snapshot_epochs
 from wspace.layout import Layout
 from wspace.train.data import DataSplit, load_dataset
 from wspace.train.devices import resolve_device
@@ -121,6 +121,11 @@ def train_sweep_net(
     if len(set(at)) != len(at):
         raise FormatError(f"{snapshots} snapshots need epochs >= {snapshots} (got {epochs})")
     number = {epoch: k + 1 for k, epoch in enumerate(at)}
+    if len(data.classes) > OUTPUTS:
+        raise FormatError(
+            f"data set {data.name!r} has {len(data.classes)} classes; the sweep's networks have "
+            f"{OUTPUTS} outputs (NWS's fc_final)"
+        )
     dev = resolve_device(device)
     seed = int(config["seed"])
     rng = np.random.default_rng(seed)
