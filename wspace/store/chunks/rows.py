@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,11 +70,15 @@ def piece_row_names(pieces: Sequence[Piece], names: np.ndarray) -> list[np.ndarr
 
 
 def row_source(
-    backend: Backend, state: ArchState, pieces: Sequence[Piece], names: np.ndarray
+    backend: Backend,
+    state: ArchState,
+    pieces: Sequence[Piece],
+    names: np.ndarray | Callable[[], np.ndarray],
 ) -> RowSource:
     """The :class:`RowSource` of the visible rows of ``pieces`` (of the architecture group
     ``state``), one reader per layer and piece (``names``: the model of each visible row, for
-    error messages). Opens the layer arrays (their ``zarr.json``); reads no chunk."""
+    error messages, or a function returning them, called only when a message needs them).
+    Opens the layer arrays (their ``zarr.json``); reads no chunk."""
     layout = state.layout
     piece_of = np.repeat(np.arange(len(pieces)), [p.n_live for p in pieces])
     row_of = np.concatenate(
@@ -92,7 +97,14 @@ def row_source(
         f"{state.location(p.segment)}/{arrays_of[layer]}" for p in pieces for layer in layout.layers
     ]
     arrays = iter(open_arrays(backend, paths))
-    for piece, row_names in zip(pieces, piece_row_names(pieces, names), strict=True):
+    if callable(names):
+        every = functools.cache(lambda: piece_row_names(pieces, names()))
+        per_piece: list[np.ndarray | Callable[[], np.ndarray]] = [
+            functools.partial(lambda p: every()[p], p) for p in range(len(pieces))
+        ]
+    else:
+        per_piece = list(piece_row_names(pieces, names))
+    for piece, row_names in zip(pieces, per_piece, strict=True):
         for layer in layout.layers:
             readers[layer].append(
                 LayerReader(
