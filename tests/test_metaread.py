@@ -95,7 +95,7 @@ def test_selections_on_json_columns_and_records(tmp_path):
 
 
 def _columns_read(counting: CountingStore, url: str, since: int = 0) -> set[str]:
-    """The metadata columns whose arrays ``counting`` read (from read number ``since`` on)."""
+    """The metadata columns whose chunks ``counting`` read (from read number ``since`` on)."""
     state = open_store(url).arch_state("lenet5")
     where = {
         f"archs/lenet5/seg/{seg}/{key}": name
@@ -103,7 +103,7 @@ def _columns_read(counting: CountingStore, url: str, since: int = 0) -> set[str]
         for name, (_, key) in cols.items()
     }
     prefixes = {
-        re.sub(r"^(archs/lenet5/seg/[^/]+/[^/]+)/.*", r"\1", k) for k in counting.reads[since:]
+        re.sub(r"^(archs/lenet5/seg/[^/]+/[^/]+)/c/.*", r"\1", k) for k in counting.reads[since:]
     }
     return {where[p] for p in prefixes if p in where}
 

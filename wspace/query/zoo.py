@@ -163,10 +163,9 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
         return open_zoo(self._handle, name)
 
     def __len__(self) -> int:
-        if self._models_frame is not None:
-            return len(self._models_frame)
-        assert self._lazy is not None
-        return self._lazy.n_rows if self._positions is None else len(self._positions)
+        if self._models_frame is None and self._lazy is not None:
+            return self._lazy.n_rows if self._positions is None else len(self._positions)
+        return len(self._models)
 
     def __repr__(self) -> str:
         cols = ", ".join(c for c in self._columns() if c != "model")
@@ -243,10 +242,10 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
 
     def _position(self, i: int | str, step: int | None = None) -> int:
         models = self._models_frame
-        if models is None:  # read only what it takes: model (and step) for a name
-            wanted = ("model", "step") if isinstance(i, str) else ()
-            columns = {c: self._column(c) for c in wanted if c in self._columns()}
-            models = pd.DataFrame(columns, index=pd.RangeIndex(len(self)))
+        if models is None:  # read only model (and step) for a name
+            assert self._lazy is not None
+            wanted = ["model", "step"] if isinstance(i, str) else []
+            models = self._lazy.frame(self._positions, wanted)
         return row_position(models, i, step, where=self._where())
 
     # -- selecting parameters ----------------------------------------------------------------
@@ -366,8 +365,8 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
 def open_zoo(handle: StoreHandle, arch: str | None = None) -> Zoo:
     """The lazy :class:`Zoo` of one architecture group of an opened store.
 
-    Reads the group's scalar metadata columns and opens its layer arrays (see
-    :func:`~wspace.query.lazy.zoo_parts`); JSON columns and weights stay on storage.
+    Opens the group's layer arrays (see :func:`~wspace.query.lazy.zoo_parts`); metadata
+    columns and weights stay on storage until used.
 
     Parameters
     ----------

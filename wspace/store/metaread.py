@@ -37,14 +37,21 @@ Job = tuple[int, str, str, str]
 """(piece index, column, kind, array path)."""
 
 
-def _read(backend: Backend, arch: str, jobs: list[Job], pieces: list[Piece]) -> list[np.ndarray]:
-    """The stored values of each job's piece rows (all pieces' rows, live or not)."""
+def _read(
+    backend: Backend,
+    arch: str,
+    jobs: list[Job],
+    pieces: list[Piece],
+    metas: dict[str, bytes | None] | None = None,
+) -> list[np.ndarray]:
+    """The stored values of each job's piece rows (all pieces' rows, live or not);
+    ``metas``: the ``zarr.json`` of column arrays already fetched (added to)."""
     if not jobs:
         return []
     paths = [j[3] for j in jobs]
     spans = [(pieces[i].start, pieces[i].stop) for (i, *_) in jobs]
     try:
-        out = _read_direct(backend, paths, spans, [j[1] for j in jobs])
+        out = _read_direct(backend, paths, spans, [j[1] for j in jobs], metas)
         slow = [k for k, v in enumerate(out) if v is None]
         if slow:
             arrays = open_arrays(backend, [paths[k] for k in slow])
@@ -95,7 +102,11 @@ def _chain(meta: dict[str, Any]) -> tuple[str, int, str, ChunkDecoder] | None:
 
 
 def _read_direct(
-    backend: Backend, paths: list[str], spans: list[tuple[int, int]], columns: list[str]
+    backend: Backend,
+    paths: list[str],
+    spans: list[tuple[int, int]],
+    columns: list[str],
+    metas: dict[str, bytes | None] | None = None,
 ) -> list[np.ndarray | None]:
     """Read column slices: their ``zarr.json`` and chunks fetched at once, decoded here.
 
@@ -103,10 +114,13 @@ def _read_direct(
     which pandas turns back into Python objects; for 100,000 names that costs twice the
     decoding itself. ``None`` for a column whose codecs are not the ones wspace writes.
     """
-    metas = backend.read_many(f"{p}/zarr.json" for p in paths)
+    known = {} if metas is None else metas
+    missing = [p for p in dict.fromkeys(paths) if p not in known]
+    known.update(zip(missing, backend.read_many(f"{p}/zarr.json" for p in missing), strict=True))
     plans: list[tuple[int, str, list[str], int, ChunkDecoder] | None] = []
     keys: list[str] = []
-    for path, raw, (start, stop) in zip(paths, metas, spans, strict=True):
+    for path, (start, stop) in zip(paths, spans, strict=True):
+        raw = known[path]
         chain = None if raw is None else _chain(json.loads(raw))
         if chain is None or stop <= start:
             plans.append(None)
@@ -213,6 +227,7 @@ class LazyColumns:
         self._series: dict[str, pd.Series] = {}
         self._frame: pd.DataFrame | None = None
         self._raw: dict[str, np.ndarray] = {}
+        self._metas: dict[str, bytes | None] = {}  # zarr.json of each column array
 
     @classmethod
     def of(cls, backend: Backend, arch: str, state: ArchState, pieces: list[Piece]) -> LazyColumns:
@@ -254,18 +269,40 @@ class LazyColumns:
             series = self._series[name]
         return series if positions is None else series.iloc[positions].reset_index(drop=True)
 
-    def frame(self, positions: np.ndarray | None = None) -> pd.DataFrame:
-        """The scalar columns at ``positions`` (all rows by default), indexed from 0 (reads
-        the columns not read yet, in one batched fetch)."""
+    def frame(
+        self, positions: np.ndarray | None = None, names: list[str] | None = None
+    ) -> pd.DataFrame:
+        """The scalar columns (or those of ``names`` that exist) at ``positions`` (all rows by
+        default), indexed from 0 (reads the columns not read yet, in one batched fetch)."""
+        if names is not None:
+            names = [n for n in names if n in self.scalars]
+        if names is not None and self._frame is None:
+            self._load(names)
+            some = pd.DataFrame({n: self._series[n] for n in names}, index=self._index())
+            return some if positions is None else some.iloc[positions].reset_index(drop=True)
+        if names is not None:
+            return self.frame(positions)[names]
         if self._frame is None:
             self._load(self.scalars)
             data = {n: self._series[n] for n in self.order[1:] if n in self._series}
-            frame = pd.DataFrame(data, index=pd.RangeIndex(self.n_rows))
+            frame = pd.DataFrame(data, index=self._index())
             frame.insert(0, "model", self._series["model"])
             self._frame = frame
         if positions is None:
             return self._frame
         return self._frame.iloc[positions].reset_index(drop=True)
+
+    def _index(self) -> pd.RangeIndex:
+        return pd.RangeIndex(self.n_rows)
+
+    def _fetch(self, jobs: list[Job]) -> list[np.ndarray]:
+        """The stored values of ``jobs`` (:func:`_read`); the first fetch also gets the
+        ``zarr.json`` of every column array, so later ones take one round trip."""
+        if not self._metas and jobs:
+            every = list(dict.fromkeys(j[3] for js in self.jobs.values() for j in js))
+            metas = self.backend.read_many(f"{p}/zarr.json" for p in every)
+            self._metas.update(zip(every, metas, strict=True))
+        return _read(self.backend, self.arch, jobs, self.pieces, self._metas)
 
     def _load(self, names: list[str]) -> None:
         """Read and decode the scalar columns ``names`` not read yet (one batched fetch)."""
@@ -273,7 +310,7 @@ class LazyColumns:
         if not todo:
             return
         jobs = [job for n in todo for job in self.jobs.get(n, [])]
-        raws = _read(self.backend, self.arch, jobs, self.pieces)
+        raws = self._fetch(jobs)
         parts: dict[str, dict[int, np.ndarray]] = {n: {} for n in todo}
         for (i, name, _, _), raw in zip(jobs, raws, strict=True):
             live = self.pieces[i].live
@@ -310,7 +347,7 @@ class LazyColumns:
             raws = dict(
                 zip(
                     [j[0] for j in jobs],
-                    _read(self.backend, self.arch, jobs, self.pieces),
+                    self._fetch(jobs),
                     strict=True,
                 )
             )

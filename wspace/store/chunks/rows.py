@@ -69,6 +69,22 @@ def piece_row_names(pieces: Sequence[Piece], names: np.ndarray) -> list[np.ndarr
     return out
 
 
+class _LazyPieceNames:
+    """:func:`piece_row_names` computed on first use from ``names()`` (picklable, unlike a
+    closure: readers travel in Dask graphs)."""
+
+    def __init__(self, pieces: list[Piece], names: Callable[[], np.ndarray]) -> None:
+        self.pieces = pieces
+        self.names = names
+        self._per_piece: list[np.ndarray] | None = None
+
+    def of_piece(self, p: int) -> np.ndarray:
+        """The model name of each row of piece ``p``'s segment up to its ``stop``."""
+        if self._per_piece is None:
+            self._per_piece = piece_row_names(self.pieces, self.names())
+        return self._per_piece[p]
+
+
 def row_source(
     backend: Backend,
     state: ArchState,
@@ -98,9 +114,9 @@ def row_source(
     ]
     arrays = iter(open_arrays(backend, paths))
     if callable(names):
-        every = functools.cache(lambda: piece_row_names(pieces, names()))
+        lazy = _LazyPieceNames(list(pieces), names)
         per_piece: list[np.ndarray | Callable[[], np.ndarray]] = [
-            functools.partial(lambda p: every()[p], p) for p in range(len(pieces))
+            functools.partial(lazy.of_piece, p) for p in range(len(pieces))
         ]
     else:
         per_piece = list(piece_row_names(pieces, names))
