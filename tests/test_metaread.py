@@ -1,16 +1,20 @@
-"""Metadata columns: scalar ones decoded at open, JSON ones only when asked for."""
+"""Metadata columns: none read at open; scalar ones when first used, JSON ones only for the rows
+asked for; a damaged column raises, naming it, when first used."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 from zarr.storage import LocalStore, WrapperStore
 
 import wspace
 from wspace.architectures import lenet5_layout
+from wspace.store import open_store
 from wspace.testing import tiny_weights
 
 LAYOUT = lenet5_layout()
@@ -88,3 +92,95 @@ def test_selections_on_json_columns_and_records(tmp_path):
     computed = zoo.compute()
     pd.testing.assert_frame_equal(computed.models, zoo.models)
     assert np.array_equal(computed.values, zoo.values)
+
+
+def _columns_read(counting: CountingStore, url: str, since: int = 0) -> set[str]:
+    """The metadata columns whose chunks ``counting`` read (from read number ``since`` on)."""
+    state = open_store(url).arch_state("lenet5")
+    where = {
+        f"archs/lenet5/seg/{seg}/{key}": name
+        for seg, cols in state.columns.items()
+        for name, (_, key) in cols.items()
+    }
+    prefixes = {
+        re.sub(r"^(archs/lenet5/seg/[^/]+/[^/]+)/c/.*", r"\1", k) for k in counting.reads[since:]
+    }
+    return {where[p] for p in prefixes if p in where}
+
+
+def test_open_reads_no_metadata_column_until_one_is_used(tmp_path):
+    url = _zoo(str(tmp_path / "z.zarr"))
+    counting = CountingStore(LocalStore(url, read_only=True))
+    zoo = wspace.open(counting)
+    assert len(zoo) == 5 and len(zoo.isel([1, 3])) == 2 and len(zoo.isel(slice(1, None))) == 4
+    assert repr(zoo).endswith("columns: cls, seed, flag, curve, info>")
+    assert _columns_read(counting, url) == set()
+    before = len(counting.reads)
+    picked = zoo.sel(cls="b")  # reads cls, and only cls
+    assert len(picked) == 3 and _columns_read(counting, url, before) == {"cls"}
+    before = len(counting.reads)
+    row = zoo.row("m9")  # reads model (the zoo has no step column), and only model
+    assert _columns_read(counting, url, before) == {"model"}
+    assert np.array_equal(row, zoo.values[3])
+    assert picked.models["model"].tolist() == ["m3", "m9", "m1"]
+
+
+def test_columns_read_lazily_equal_the_eager_frame(tmp_path):
+    url = _zoo(str(tmp_path / "z.zarr"))
+    eager = open_store(url).models("lenet5")  # every column read at once
+    scalar = [c for c in eager.columns if c not in ("curve", "info")]
+    rows = [4, 0, 2]
+    for first in ([], ["cls"], ["flag", "seed"], ["model", "curve"]):
+        zoo = wspace.open(url)
+        sub = zoo.isel(rows)  # a selection made before any column was read
+        seen: dict[str, pd.Series] = {}
+        for name in first:  # read these columns first, one by one, through sel
+            sub.sel(**{name: lambda s, n=name, seen=seen: seen.setdefault(n, s).notna() | True})
+            expected = eager[name].iloc[rows].reset_index(drop=True)
+            pd.testing.assert_series_equal(seen[name], expected)
+        pd.testing.assert_frame_equal(sub.models, eager.iloc[rows].reset_index(drop=True))
+        pd.testing.assert_frame_equal(zoo.models, eager)
+        for name in scalar:
+            assert sub.ds[name].values.tolist() == eager[name].iloc[rows].tolist() or (
+                eager[name].iloc[rows].isna().any()  # missing values are NaN/None coordinates
+            ), name
+        assert len(zoo.sel(flag=True)) == int((eager["flag"] == True).sum())  # noqa: E712
+
+
+def test_a_damaged_column_raises_naming_it_when_first_used(tmp_path):
+    url = _zoo(str(tmp_path / "z.zarr"))
+    state = open_store(url).arch_state("lenet5")
+    first = state.merged()[0].segment
+    key = state.columns[first]["seed"][1]
+    chunk = Path(url, state.location(first), key, "c", "0")
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    chunk.write_bytes(bytes(data))
+    zoo = wspace.open(url)  # reads no column: opens
+    assert len(zoo.sel(cls="a")) == 2  # the healthy columns work
+    uses = {
+        "sel": lambda: zoo.sel(seed=1),
+        "models": lambda: zoo.models,
+        "ds": lambda: zoo.ds,
+        "layer": lambda: zoo.layer("dense_1"),
+        "eager": lambda: open_store(url).models("lenet5"),
+    }
+    for use, call in uses.items():
+        with pytest.raises(wspace.CorruptDataError, match="lenet5.*column 'seed'"):
+            call()
+            pytest.fail(f"{use} did not raise")
+
+
+def test_a_damaged_layer_chunk_names_its_models_read_only_then(tmp_path):
+    url = _zoo(str(tmp_path / "z.zarr"))
+    state = open_store(url).arch_state("lenet5")
+    first = state.merged()[0].segment
+    chunk = Path(url, state.location(first), state.arrays["dense_1"], "c", "0", "0")
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    chunk.write_bytes(bytes(data))
+    zoo = wspace.open(url)  # no model name read yet: the message reads them
+    with pytest.raises(wspace.CorruptDataError, match="dense_1.*of model.s. 'm0' "):
+        zoo.isel(0).values
+    with pytest.raises(wspace.CorruptDataError, match="dense_1.*of model.s. .*'m2'"):
+        np.asarray(wspace.open(url).layer("dense_1").data[1:2])  # through Dask

@@ -15,7 +15,7 @@ from wspace.layout import Layout
 from wspace.store.chunks import LayerReader, RowSource, object_rows, read_block, row_source
 from wspace.store.handle import StoreHandle
 from wspace.store.log import Piece
-from wspace.store.metaread import LazyColumns, read_metadata
+from wspace.store.metaread import LazyColumns
 
 __all__ = ["DirectArray", "ZooParts", "direct_array", "lazy_layers", "zoo_parts"]
 
@@ -28,25 +28,25 @@ class ZooParts:
     layout: Layout
     layers: dict[str, da.Array]
     """Per layer, the Dask array over every visible row (:func:`lazy_layers`)."""
-    models: pd.DataFrame
-    """The scalar metadata columns of the visible rows."""
+    models: pd.DataFrame | None
+    """The scalar metadata columns of the visible rows; ``None``: unread (``lazy_columns``)."""
     source: RowSource
     """Reads any visible rows directly."""
     lazy_columns: LazyColumns
-    """The JSON metadata columns, unread."""
+    """Every metadata column, read when first used."""
 
 
 def zoo_parts(handle: StoreHandle, arch: str | None = None) -> ZooParts:
-    """Read the scalar metadata of architecture group ``arch`` (by default the only one),
-    open its layer arrays (their ``zarr.json``) and wrap them in Dask; read no weights."""
+    """Open the layer arrays (their ``zarr.json``) of architecture group ``arch`` (by default
+    the only one) and wrap them in Dask; read no weights and no metadata column (they are
+    read when first used)."""
     name = arch or handle.default_arch()
     state = handle.arch_state(name)
     pieces = state.merged()
-    models, lazy = read_metadata(handle.backend, name, state, pieces)
-    names = models["model"].to_numpy(dtype=object)
-    source = row_source(handle.backend, state, pieces, names)
+    lazy = LazyColumns.of(handle.backend, name, state, pieces)
+    source = row_source(handle.backend, state, pieces, lazy.model_names)
     layers = lazy_layers(source, pieces, state.layout, url=handle.backend.url, arch=name)
-    return ZooParts(name, state.layout, layers, models, source, lazy)
+    return ZooParts(name, state.layout, layers, None, source, lazy)
 
 
 def _read_dask_block(reader: LayerReader, key: tuple[slice, slice]) -> np.ndarray:

@@ -22,7 +22,8 @@ def open(
 ) -> Zoo:
     """Open a store as a lazy :class:`Zoo`.
 
-    Reads the commit log and the (small) metadata columns; weights stay on storage until
+    Reads the commit log and opens the layer arrays; metadata columns are read when first
+    used (a damaged one raises :class:`CorruptDataError` naming it then) and weights when
     computed. A zoo is opened read-only (``mode="r"``): nothing is ever written to the
     storage — not a byte, whatever is done with the zoo — and a write attempted through its
     store handle raises :class:`ReadOnlyStoreError`. So reading works on read-only buckets,

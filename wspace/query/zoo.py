@@ -67,7 +67,7 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
     def __init__(
         self,
         layers: Mapping[str, da.Array],
-        models: pd.DataFrame,
+        models: pd.DataFrame | None,
         layout: Layout,
         *,
         url: str = "",
@@ -81,14 +81,17 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
         # the positions of this zoo's rows among them (None: all rows, in order)
         self._layers = dict(layers)
         self._positions = positions
-        self._models = models.reset_index(drop=True)
+        # the scalar metadata of these rows; None: read from lazy_columns when first needed
+        self._models_frame = None if models is None else models.reset_index(drop=True)
         self._layout = layout
         self._url = url
         self._arch = arch or layout.name
         self._handle = handle
         self._source = source  # reads rows directly (no Dask graph) for .values and friends
-        # JSON columns (curves) are decoded only when asked for; _models holds the others
-        self._lazy = lazy_columns if lazy_columns is not None and lazy_columns.names else None
+        # every metadata column is read when first used; JSON ones (curves) for these rows only
+        self._lazy = lazy_columns
+        if models is None and lazy_columns is None:
+            raise SchemaMismatchError("a Zoo needs its metadata: models or lazy_columns")
         self._frame_cache: pd.DataFrame | None = None
         self._coord_cache: tuple[dict[str, xr.Variable], dict[str, Any]] | None = None
         self._ds: xr.Dataset | None = None
@@ -114,9 +117,17 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
         """Row metadata, one row per model row, in zoo order (a copy)."""
         return self._frame().copy()
 
+    @property
+    def _models(self) -> pd.DataFrame:
+        """The scalar metadata columns of these rows (read on first use)."""
+        if self._models_frame is None:
+            assert self._lazy is not None
+            self._models_frame = self._lazy.frame(self._positions)
+        return self._models_frame
+
     def _frame(self) -> pd.DataFrame:
         """Every metadata column (JSON columns decoded now, for these rows only)."""
-        if self._lazy is None:
+        if self._lazy is None or not self._lazy.names:
             return self._models
         if self._frame_cache is None:
             self._frame_cache = self._lazy.with_columns(self._models, self._rows())
@@ -126,8 +137,8 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
         return list(self._lazy.order) if self._lazy is not None else list(self._models.columns)
 
     def _column(self, name: str) -> pd.Series:
-        if self._lazy is not None and name in self._lazy.names:
-            return pd.Series(self._lazy.values(name, self._rows()), dtype=object, name=name)
+        if self._lazy is not None and (self._models_frame is None or name in self._lazy.names):
+            return self._lazy.column(name, self._positions)
         return self._models[name]
 
     @property
@@ -152,6 +163,8 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
         return open_zoo(self._handle, name)
 
     def __len__(self) -> int:
+        if self._models_frame is None and self._lazy is not None:
+            return self._lazy.n_rows if self._positions is None else len(self._positions)
         return len(self._models)
 
     def __repr__(self) -> str:
@@ -189,7 +202,7 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
         base = positions if self._positions is None else self._positions[positions]
         return Zoo(
             self._layers,
-            self._models.iloc[positions],
+            None if self._models_frame is None else self._models_frame.iloc[positions],
             self._layout,
             url=self._url,
             arch=self._arch,
@@ -228,7 +241,12 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
         return self.isel(np.flatnonzero(mask))
 
     def _position(self, i: int | str, step: int | None = None) -> int:
-        return row_position(self._models, i, step, where=self._where())
+        models = self._models_frame
+        if models is None:  # read only model (and step) for a name
+            assert self._lazy is not None
+            wanted = ["model", "step"] if isinstance(i, str) else []
+            models = self._lazy.frame(self._positions, wanted)
+        return row_position(models, i, step, where=self._where())
 
     # -- selecting parameters ----------------------------------------------------------------
     def layer(self, name: str) -> xr.DataArray:
@@ -347,8 +365,8 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
 def open_zoo(handle: StoreHandle, arch: str | None = None) -> Zoo:
     """The lazy :class:`Zoo` of one architecture group of an opened store.
 
-    Reads the group's scalar metadata columns and opens its layer arrays (see
-    :func:`~wspace.query.lazy.zoo_parts`); JSON columns and weights stay on storage.
+    Opens the group's layer arrays (see :func:`~wspace.query.lazy.zoo_parts`); metadata
+    columns and weights stay on storage until used.
 
     Parameters
     ----------

@@ -1,11 +1,16 @@
-"""Reading metadata columns: scalar columns at open (vectorised), JSON columns when asked for.
+"""Reading metadata columns: every column on demand, scalar ones vectorised.
 
-``open`` reads every metadata column of the visible rows. Scalar columns (numbers, booleans,
-strings) become pandas columns with vectorised numpy operations. JSON columns (training
-curves, dicts) are the bulk of the metadata and the slow part to decode — one ``json.loads``
-per value: on 300 trained rows with four curve columns they took 60% of ``open``. They are
-read and decoded only when a caller asks for them (``zoo.models``, ``sel``/``where`` on them,
-row records), and then only for the rows asked for, with one ``json.loads`` per column.
+``open`` reads no metadata column: :class:`LazyColumns` knows the columns from the commit log
+and reads a column the first time it is used — every scalar column at once, in one batched
+fetch, when the zoo's frame or coordinates are asked for (``zoo.models``, ``zoo.ds``,
+``zoo.layer``); only the columns named by ``sel``, and ``model`` (with ``step``) for
+``zoo.row(name)``. Scalar columns (numbers, booleans, strings) become pandas columns with
+vectorised numpy operations. JSON columns (training curves, dicts) are the bulk of the
+metadata and the slow part to decode — one ``json.loads`` per value: on 300 trained rows with
+four curve columns they took 60% of ``open``. They are read and decoded only when a caller
+asks for them (``zoo.models``, ``sel``/``where`` on them, row records), and then only for the
+rows asked for, with one ``json.loads`` per column. A column that cannot be read raises
+:class:`~wspace.errors.CorruptDataError` naming it when it is first used.
 """
 
 from __future__ import annotations
@@ -32,25 +37,35 @@ Job = tuple[int, str, str, str]
 """(piece index, column, kind, array path)."""
 
 
-def _read(backend: Backend, arch: str, jobs: list[Job], pieces: list[Piece]) -> list[np.ndarray]:
-    """The stored values of each job's piece rows (all pieces' rows, live or not)."""
+def _read(
+    backend: Backend,
+    arch: str,
+    jobs: list[Job],
+    pieces: list[Piece],
+    metas: dict[str, bytes | None] | None = None,
+) -> list[np.ndarray]:
+    """The stored values of each job's piece rows (all pieces' rows, live or not);
+    ``metas``: the ``zarr.json`` of column arrays already fetched (added to)."""
     if not jobs:
         return []
     paths = [j[3] for j in jobs]
     spans = [(pieces[i].start, pieces[i].stop) for (i, *_) in jobs]
     try:
-        out = _read_direct(backend, paths, spans)
+        out = _read_direct(backend, paths, spans, [j[1] for j in jobs], metas)
         slow = [k for k, v in enumerate(out) if v is None]
         if slow:
             arrays = open_arrays(backend, [paths[k] for k in slow])
 
+            async def read_one(k: int, array: Any) -> Any:
+                try:
+                    return await array._async_array.getitem(slice(*spans[k]))
+                except Exception as exc:
+                    raise ValueError(f"column {jobs[k][1]!r}: {exc}") from exc
+
             async def read_all() -> list[Any]:
                 return list(
                     await asyncio.gather(
-                        *(
-                            a._async_array.getitem(slice(*spans[k]))
-                            for k, a in zip(slow, arrays, strict=True)
-                        )
+                        *(read_one(k, a) for k, a in zip(slow, arrays, strict=True))
                     )
                 )
 
@@ -87,7 +102,11 @@ def _chain(meta: dict[str, Any]) -> tuple[str, int, str, ChunkDecoder] | None:
 
 
 def _read_direct(
-    backend: Backend, paths: list[str], spans: list[tuple[int, int]]
+    backend: Backend,
+    paths: list[str],
+    spans: list[tuple[int, int]],
+    columns: list[str],
+    metas: dict[str, bytes | None] | None = None,
 ) -> list[np.ndarray | None]:
     """Read column slices: their ``zarr.json`` and chunks fetched at once, decoded here.
 
@@ -95,10 +114,13 @@ def _read_direct(
     which pandas turns back into Python objects; for 100,000 names that costs twice the
     decoding itself. ``None`` for a column whose codecs are not the ones wspace writes.
     """
-    metas = backend.read_many(f"{p}/zarr.json" for p in paths)
+    known = {} if metas is None else metas
+    missing = [p for p in dict.fromkeys(paths) if p not in known]
+    known.update(zip(missing, backend.read_many(f"{p}/zarr.json" for p in missing), strict=True))
     plans: list[tuple[int, str, list[str], int, ChunkDecoder] | None] = []
     keys: list[str] = []
-    for path, raw, (start, stop) in zip(paths, metas, spans, strict=True):
+    for path, (start, stop) in zip(paths, spans, strict=True):
+        raw = known[path]
         chain = None if raw is None else _chain(json.loads(raw))
         if chain is None or stop <= start:
             plans.append(None)
@@ -110,7 +132,7 @@ def _read_direct(
         keys += names
     datas = backend.read_many(keys)
     out: list[np.ndarray | None] = []
-    for plan, (start, stop) in zip(plans, spans, strict=True):
+    for plan, (start, stop), column in zip(plans, spans, columns, strict=True):
         if plan is None:
             out.append(None)
             continue
@@ -118,11 +140,11 @@ def _read_direct(
         parts = []
         for key, data in zip(names, datas[at : at + len(names)], strict=True):
             if data is None:
-                raise ValueError(f"chunk {key} is missing")
+                raise ValueError(f"column {column!r}: chunk {key} is missing")
             try:
                 parts.append(decoder.decode(data, "<f8"))
-            except ValueError as exc:
-                raise ValueError(f"chunk {key}: {exc}") from exc
+            except Exception as exc:  # checksum (ValueError) or codec errors on garbage
+                raise ValueError(f"column {column!r}, chunk {key}: {exc}") from exc
         merged = np.concatenate(parts) if len(parts) > 1 else parts[0]
         out.append(merged[start - offset : stop - offset])
     return out
@@ -155,55 +177,10 @@ def _fast_series(name: str, kind: str, raw: np.ndarray) -> pd.Series | None:
 def read_metadata(
     backend: Backend, arch: str, state: ArchState, pieces: list[Piece]
 ) -> tuple[pd.DataFrame, LazyColumns]:
-    """The scalar metadata columns of the visible rows (a DataFrame, row order), and the
-    JSON columns, unread (:class:`LazyColumns`)."""
-    kinds: dict[str, set[str]] = {}
-    order: list[str] = []
-    for piece in pieces:
-        for name, (kind, _) in state.columns[piece.segment].items():
-            if name not in kinds:
-                order.append(name)
-            kinds.setdefault(name, set()).add(kind)
-    lazy_names = [n for n in order if kinds[n] == {"json"}]
-    jobs: list[Job] = []
-    later: dict[str, list[Job]] = {n: [] for n in lazy_names}
-    for i, piece in enumerate(pieces):
-        for name, (kind, key) in state.columns[piece.segment].items():
-            job = (i, name, kind, f"{state.location(piece.segment)}/{key}")
-            later.get(name, jobs).append(job)
-    raws = _read(backend, arch, jobs, pieces)
-    sizes = [p.n_live for p in pieces]
-    parts: dict[str, dict[int, np.ndarray]] = {}
-    for (i, name, _, _), raw in zip(jobs, raws, strict=True):
-        parts.setdefault(name, {})[i] = raw if pieces[i].live is None else raw[pieces[i].live]
-    data: dict[str, pd.Series] = {}
-    for name in order:
-        if name in later:
-            continue
-        got = parts.get(name, {})
-        series = None
-        if len(kinds[name]) == 1 and len(got) == len(pieces):
-            (kind,) = kinds[name]
-            merged = np.concatenate([got[i] for i in range(len(pieces))])
-            series = _fast_series(name, kind, merged)
-        if series is None:
-            kind_of = {i: k for i, n, k, _ in jobs if n == name}
-            pieces_values = []
-            for i, n in enumerate(sizes):
-                if i in got:
-                    values = decode(kind_of[i], got[i])
-                    pieces_values.append(values.astype(object) if len(kinds[name]) > 1 else values)
-                else:
-                    pieces_values.append(np.full(n, None, dtype=object))
-            merged = np.concatenate(pieces_values) if pieces_values else np.empty(0, object)
-            series = to_series(name, kinds[name], merged)
-        data[name] = series
-    frame = pd.DataFrame(data, index=pd.RangeIndex(sum(sizes)))
-    if "model" not in frame:
-        frame["model"] = pd.Series(np.empty(0, dtype=object), dtype=object)
-    frame = frame[["model", *[c for c in frame.columns if c != "model"]]]
-    columns = ["model", *[c for c in order if c != "model"]]
-    return frame, LazyColumns(backend, arch, pieces, later, columns)
+    """The scalar metadata columns of the visible rows (a DataFrame, row order, read now), and
+    every column (:class:`LazyColumns`; the JSON ones unread)."""
+    columns = LazyColumns.of(backend, arch, state, pieces)
+    return columns.frame(), columns
 
 
 def read_models(backend: Backend, arch: str, state: ArchState, pieces: list[Piece]) -> pd.DataFrame:
@@ -213,7 +190,10 @@ def read_models(backend: Backend, arch: str, state: ArchState, pieces: list[Piec
 
 
 class LazyColumns:
-    """JSON metadata columns of a zoo's visible rows, read and decoded on demand.
+    """The metadata columns of a zoo's visible rows, each read and decoded when first used.
+
+    Scalar columns are decoded for every visible row and kept (one pandas Series each);
+    JSON columns are kept as their stored text and decoded for the rows asked for.
 
     Parameters
     ----------
@@ -221,8 +201,11 @@ class LazyColumns:
         Where the rows are.
     jobs
         Per column, the arrays holding it (pieces without it give missing values).
+    kinds
+        Per column, its kinds in the pieces (``{"json"}``: a JSON column).
     order
-        Every column of the zoo (scalar and JSON), in the order the frame shows them.
+        Every column of the zoo (scalar and JSON), ``model`` first, in the order the frame
+        shows them.
     """
 
     def __init__(
@@ -231,19 +214,131 @@ class LazyColumns:
         arch: str,
         pieces: list[Piece],
         jobs: dict[str, list[Job]],
+        kinds: dict[str, set[str]],
         order: list[str],
     ) -> None:
         self.backend = backend
         self.arch = arch
         self.pieces = pieces
         self.jobs = jobs
+        self.kinds = kinds
         self.order = order
+        self.n_rows = sum(p.n_live for p in pieces)
+        self._series: dict[str, pd.Series] = {}
+        self._frame: pd.DataFrame | None = None
         self._raw: dict[str, np.ndarray] = {}
+        self._metas: dict[str, bytes | None] = {}  # zarr.json of each column array
+
+    @classmethod
+    def of(cls, backend: Backend, arch: str, state: ArchState, pieces: list[Piece]) -> LazyColumns:
+        """The columns of the rows of ``pieces`` (from the commit log: reads nothing)."""
+        kinds: dict[str, set[str]] = {}
+        jobs: dict[str, list[Job]] = {}
+        for i, piece in enumerate(pieces):
+            for name, (kind, key) in state.columns[piece.segment].items():
+                kinds.setdefault(name, set()).add(kind)
+                job = (i, name, kind, f"{state.location(piece.segment)}/{key}")
+                jobs.setdefault(name, []).append(job)
+        order = ["model", *[c for c in jobs if c != "model"]]
+        return cls(backend, arch, pieces, jobs, kinds, order)
 
     @property
     def names(self) -> list[str]:
         """The JSON columns."""
-        return list(self.jobs)
+        return [n for n in self.order if self.kinds.get(n) == {"json"}]
+
+    @property
+    def scalars(self) -> list[str]:
+        """The scalar columns (``model`` first): the columns of :meth:`frame`."""
+        return [n for n in self.order if self.kinds.get(n) != {"json"}]
+
+    def model_names(self) -> np.ndarray:
+        """The ``model`` column as an object array (reads it if need be)."""
+        names: np.ndarray = self.column("model").to_numpy(dtype=object)
+        return names
+
+    def column(self, name: str, positions: np.ndarray | None = None) -> pd.Series:
+        """Column ``name`` at ``positions`` (all rows by default), indexed from 0, as the
+        frame's column (scalar) or decoded objects (JSON); reads it if need be."""
+        if name in self.names:
+            return pd.Series(self.values(name, positions), dtype=object, name=name)
+        if self._frame is not None:
+            series = self._frame[name]
+        else:
+            self._load([name])
+            series = self._series[name]
+        return series if positions is None else series.iloc[positions].reset_index(drop=True)
+
+    def frame(
+        self, positions: np.ndarray | None = None, names: list[str] | None = None
+    ) -> pd.DataFrame:
+        """The scalar columns (or those of ``names`` that exist) at ``positions`` (all rows by
+        default), indexed from 0 (reads the columns not read yet, in one batched fetch)."""
+        if names is not None:
+            names = [n for n in names if n in self.scalars]
+        if names is not None and self._frame is None:
+            self._load(names)
+            some = pd.DataFrame({n: self._series[n] for n in names}, index=self._index())
+            return some if positions is None else some.iloc[positions].reset_index(drop=True)
+        if names is not None:
+            return self.frame(positions)[names]
+        if self._frame is None:
+            self._load(self.scalars)
+            data = {n: self._series[n] for n in self.order[1:] if n in self._series}
+            frame = pd.DataFrame(data, index=self._index())
+            frame.insert(0, "model", self._series["model"])
+            self._frame = frame
+        if positions is None:
+            return self._frame
+        return self._frame.iloc[positions].reset_index(drop=True)
+
+    def _index(self) -> pd.RangeIndex:
+        return pd.RangeIndex(self.n_rows)
+
+    def _fetch(self, jobs: list[Job]) -> list[np.ndarray]:
+        """The stored values of ``jobs`` (:func:`_read`); the first fetch also gets the
+        ``zarr.json`` of every column array, so later ones take one round trip."""
+        if not self._metas and jobs:
+            every = list(dict.fromkeys(j[3] for js in self.jobs.values() for j in js))
+            metas = self.backend.read_many(f"{p}/zarr.json" for p in every)
+            self._metas.update(zip(every, metas, strict=True))
+        return _read(self.backend, self.arch, jobs, self.pieces, self._metas)
+
+    def _load(self, names: list[str]) -> None:
+        """Read and decode the scalar columns ``names`` not read yet (one batched fetch)."""
+        todo = [n for n in names if n not in self._series]
+        if not todo:
+            return
+        jobs = [job for n in todo for job in self.jobs.get(n, [])]
+        raws = self._fetch(jobs)
+        parts: dict[str, dict[int, np.ndarray]] = {n: {} for n in todo}
+        for (i, name, _, _), raw in zip(jobs, raws, strict=True):
+            live = self.pieces[i].live
+            parts[name][i] = raw if live is None else raw[live]
+        for name in todo:
+            self._series[name] = self._build(name, parts[name])
+
+    def _build(self, name: str, got: dict[int, np.ndarray]) -> pd.Series:
+        """Column ``name`` from its stored values per piece (pieces without it: missing)."""
+        kinds = self.kinds.get(name, set())
+        if not kinds:  # no piece has it (no rows): an empty column of objects
+            return pd.Series(np.full(self.n_rows, None, dtype=object), dtype=object, name=name)
+        if len(kinds) == 1 and len(got) == len(self.pieces):
+            (kind,) = kinds
+            merged = np.concatenate([got[i] for i in range(len(self.pieces))])
+            series = _fast_series(name, kind, merged)
+            if series is not None:
+                return series
+        kind_of = {i: k for i, _, k, _ in self.jobs[name]}
+        pieces_values = []
+        for i, piece in enumerate(self.pieces):
+            if i in got:
+                values = decode(kind_of[i], got[i])
+                pieces_values.append(values.astype(object) if len(kinds) > 1 else values)
+            else:
+                pieces_values.append(np.full(piece.n_live, None, dtype=object))
+        merged = np.concatenate(pieces_values) if pieces_values else np.empty(0, object)
+        return to_series(name, kinds, merged)
 
     def raw(self, name: str) -> np.ndarray:
         """Stored JSON text of column ``name`` for every visible row (``None``: missing)."""
@@ -252,7 +347,7 @@ class LazyColumns:
             raws = dict(
                 zip(
                     [j[0] for j in jobs],
-                    _read(self.backend, self.arch, jobs, self.pieces),
+                    self._fetch(jobs),
                     strict=True,
                 )
             )

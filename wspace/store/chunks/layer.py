@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ import zarr
 import zarr.api.asynchronous as zasync
 from zarr.core.sync import sync
 
-from wspace.errors import CorruptDataError, StorageError, listing
+from wspace.errors import CorruptDataError, StorageError, WspaceError, listing
 from wspace.store.backend import Backend
 from wspace.store.chunks.plan import object_rows
 
@@ -36,7 +37,8 @@ class LayerReader:
     rows
         Rows of the array that may be read (the committed ones).
     models
-        Model name of every row up to ``rows`` (``"?"`` for a row no zoo shows).
+        Model name of every row up to ``rows`` (``"?"`` for a row no zoo shows), or a
+        function returning them, called only when a message needs them.
     layer, segment, tensors
         What the array holds, for error messages.
     """
@@ -46,7 +48,7 @@ class LayerReader:
         backend: Backend,
         array: zarr.Array[Any],
         rows: int,
-        models: np.ndarray,
+        models: np.ndarray | Callable[[], np.ndarray],
         *,
         layer: str,
         segment: str,
@@ -65,9 +67,15 @@ class LayerReader:
     def describe(self, rows: slice) -> str:
         """The store, layer, tensors, models and segment rows of ``rows``, for messages."""
         tensors = f" (tensor(s) {listing(self.tensors, 8)})" if self.tensors else ""
+        models = self.models
+        if callable(models):
+            try:
+                models = models()
+            except WspaceError:  # the model column is unreadable too: no names to give
+                models = np.full(self.shape[0], "?", dtype=object)
         return (
             f"store {self.backend.url!r}: layer {self.layer!r}{tensors} of model(s) "
-            f"{listing(self.models[rows], 10)} (segment {self.segment}, rows "
+            f"{listing(models[rows], 10)} (segment {self.segment}, rows "
             f"{rows.start}-{rows.stop - 1})"
         )
 

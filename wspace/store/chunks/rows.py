@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,12 +79,32 @@ def piece_row_names(pieces: Sequence[Piece], names: np.ndarray) -> list[np.ndarr
     return out
 
 
+class _LazyPieceNames:
+    """:func:`piece_row_names` computed on first use from ``names()`` (picklable, unlike a
+    closure: readers travel in Dask graphs)."""
+
+    def __init__(self, pieces: list[Piece], names: Callable[[], np.ndarray]) -> None:
+        self.pieces = pieces
+        self.names = names
+        self._per_piece: list[np.ndarray] | None = None
+
+    def of_piece(self, p: int) -> np.ndarray:
+        """The model name of each row of piece ``p``'s segment up to its ``stop``."""
+        if self._per_piece is None:
+            self._per_piece = piece_row_names(self.pieces, self.names())
+        return self._per_piece[p]
+
+
 def row_source(
-    backend: Backend, state: ArchState, pieces: Sequence[Piece], names: np.ndarray
+    backend: Backend,
+    state: ArchState,
+    pieces: Sequence[Piece],
+    names: np.ndarray | Callable[[], np.ndarray],
 ) -> RowSource:
     """The :class:`RowSource` of the visible rows of ``pieces`` (of the architecture group
     ``state``), one reader per layer and piece (``names``: the model of each visible row, for
-    error messages). Opens the layer arrays (their ``zarr.json``); reads no chunk."""
+    error messages, or a function returning them, called only when a message needs them).
+    Opens the layer arrays (their ``zarr.json``); reads no chunk."""
     layout = state.layout
     piece_of = np.repeat(np.arange(len(pieces)), [p.n_live for p in pieces])
     row_of = np.concatenate(
@@ -102,7 +123,14 @@ def row_source(
         f"{state.location(p.segment)}/{arrays_of[layer]}" for p in pieces for layer in layout.layers
     ]
     arrays = iter(open_arrays(backend, paths))
-    for piece, row_names in zip(pieces, piece_row_names(pieces, names), strict=True):
+    if callable(names):
+        lazy = _LazyPieceNames(list(pieces), names)
+        per_piece: list[np.ndarray | Callable[[], np.ndarray]] = [
+            functools.partial(lazy.of_piece, p) for p in range(len(pieces))
+        ]
+    else:
+        per_piece = list(piece_row_names(pieces, names))
+    for piece, row_names in zip(pieces, per_piece, strict=True):
         for layer in layout.layers:
             readers[layer].append(
                 LayerReader(
