@@ -49,7 +49,8 @@ def weights_dataset(
     ``models`` as ``model`` coordinates (scalar columns: JSON columns stay in ``.models``)."""
     widest = max(layout.layers, key=layout.layer_size)
     rows = layers[layout.layers.index(widest)].chunks[0]
-    data = da.concatenate([p.rechunk({0: rows}) for p in layers], axis=1)
+    # method="tasks": left to choose, Dask imports distributed (~0.5 s) to look for a client
+    data = da.concatenate([p.rechunk({0: rows}, method="tasks") for p in layers], axis=1)
     model = {c: ("model", coord_values(models[c])) for c in models.columns}
     return xr.Dataset(
         {"weights": (("model", "param"), data)},

@@ -3,7 +3,6 @@ building one from an opened store (:func:`open_zoo`)."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -30,7 +29,8 @@ from wspace.query.coords import (
     tensor_array,
     weights_dataset,
 )
-from wspace.query.lazy import direct_array, zoo_parts
+from wspace.query.direct import direct_array, layer_reader
+from wspace.query.lazy import zoo_parts
 from wspace.query.select import row_position, selection_mask
 from wspace.query.zoo_torch import ZooTorchMixin
 from wspace.query.zoo_weightspace import ZooWeightSpaceMixin
@@ -101,7 +101,13 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
             parts = [self._layer_data(layer) for layer in self._layout.layers]
             arch = self._layout.architecture or ""
             attrs = {"store": self._url, "arch": self._arch, "architecture": arch}
-            self._ds = weights_dataset(parts, self._layout, self._models, attrs)
+            ds = weights_dataset(parts, self._layout, self._models, attrs)
+            if self._source is not None:  # .values of it and of its slices: direct reads
+                weights = ds.variables["weights"]
+                widths = [self._layout.layer_size(layer) for layer in self._layout.layers]
+                read = layer_reader(self._source, self._layout.layers, widths)
+                weights.data = direct_array(weights.data, read, self._rows())
+            self._ds = ds
         return self._ds
 
     @property
@@ -234,8 +240,9 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
     def layer(self, name: str) -> xr.DataArray:
         """The parameters of one layer, ``(model, param)``, lazy, with all coordinates.
 
-        The data is a Dask array; converting it to numpy (``.values``, ``np.asarray``) reads
-        the rows directly, without running a Dask graph.
+        The data is a Dask array; converting it to numpy (``.values``, ``np.asarray``), also
+        after selecting rows or parameters of it, reads the rows directly, without running a
+        Dask graph.
         """
         try:
             self._layout.layer_slice(name)
@@ -243,17 +250,12 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
             raise LayerNotFoundError(f"{self._where()}: {exc}") from None
         data = self._layer_data(name)
         if self._source is not None:
-            data = direct_array(data, functools.partial(self._read_layer, name))
+            size = self._layout.layer_size(name)
+            data = direct_array(data, layer_reader(self._source, [name], [size]), self._rows())
         variables, indexes = self._coord_variables()
         params = layer_param_variables(self._layout, name)
         attrs = {"store": self._url, "arch": self._arch, "layer": name}
         return data_array(data, {**params, **variables}, indexes, name, attrs)
-
-    def _read_layer(self, name: str) -> np.ndarray:
-        out = np.empty((len(self), self._layout.layer_size(name)), dtype=np.float32)
-        assert self._source is not None
-        self._source.read(self._rows(), [name], out, [slice(None)])
-        return out
 
     def tensor(self, name: str) -> xr.DataArray:
         """One tensor in its shape, ``(model, *shape)``, lazy.
