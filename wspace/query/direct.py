@@ -206,6 +206,11 @@ def _select(array: DirectArray, key: Any) -> tuple[np.ndarray, Columns, tuple[bo
     arrays = 0
     present = [0] if array._wspace_tail is not None else [a for a in (0, 1) if keep[a]]
     for axis, k in zip(present, keys, strict=True):
+        if axis == 1 and isinstance(cols, slice) and isinstance(k, slice):
+            run = range(cols.start, cols.stop)[k]  # no position array for a run of columns
+            if run.step == 1 or len(run) <= 1:
+                cols = slice(run.start, run.start + len(run))
+                continue
         current = array._wspace_rows if axis == 0 else _as_positions(cols)
         picked = _pick(current, k)
         if picked is None:
