@@ -11,6 +11,7 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+import xarray as xr
 from zarr.storage import LocalStore, WrapperStore
 
 import wspace
@@ -148,6 +149,11 @@ def test_sliced_arrays_stay_lazy_dask_and_agree_with_their_graph(store):
         computed = array.data.compute()  # the plain Dask graph
         np.testing.assert_array_equal(array.values, computed, err_msg=what)
         assert array.values.shape == array.shape, what
+    xr.testing.assert_identical(zoo.weights, zoo.ds["weights"])
+    picked = zoo.isel(model=rows)
+    xr.testing.assert_identical(picked.weights, picked.ds["weights"])
+    assert picked.ds.attrs == {"store": zoo.url, "arch": "lenet5", "architecture": "lenet5"}
+    assert set(picked.ds.coords) == {"layer", "tensor", "index", *zoo.models.columns}
     doubled = zoo.weights[rows] * 2  # arithmetic: plain Dask, correct
     assert not isinstance(doubled.data, DirectArray)
     np.testing.assert_array_equal(doubled.values, 2 * zoo.isel(model=rows).values)

@@ -17,7 +17,7 @@ from wspace.store.handle import StoreHandle
 from wspace.store.log import Piece
 from wspace.store.metaread import LazyColumns, read_metadata
 
-__all__ = ["ZooParts", "lazy_layers", "zoo_parts"]
+__all__ = ["ZooParts", "lazy_layers", "side_by_side", "zoo_parts"]
 
 
 @dataclass(frozen=True)
@@ -107,3 +107,13 @@ def lazy_layers(
         layer: parts[0] if len(parts) == 1 else da.concatenate(parts, axis=0)
         for layer, parts in blocks.items()
     }
+
+
+def side_by_side(parts: Sequence[da.Array], layout: Layout) -> da.Array:
+    """The per-layer Dask arrays ``parts`` (in ``layout`` order) as one ``(model, param)``
+    array, every layer rechunked to the row blocks of the widest layer."""
+    widest = max(layout.layers, key=layout.layer_size)
+    rows = parts[layout.layers.index(widest)].chunks[0]
+    # method="tasks": left to choose, Dask imports distributed (~0.5 s) to look for a client
+    joined: da.Array = da.concatenate([p.rechunk({0: rows}, method="tasks") for p in parts], axis=1)
+    return joined

@@ -26,11 +26,11 @@ from wspace.query.coords import (
     data_array,
     layer_param_variables,
     model_variables,
+    param_variables,
     tensor_array,
-    weights_dataset,
 )
 from wspace.query.direct import direct_array, layer_reader
-from wspace.query.lazy import zoo_parts
+from wspace.query.lazy import side_by_side, zoo_parts
 from wspace.query.select import row_position, selection_mask
 from wspace.query.zoo_torch import ZooTorchMixin
 from wspace.query.zoo_weightspace import ZooWeightSpaceMixin
@@ -92,28 +92,37 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
         self._frame_cache: pd.DataFrame | None = None
         self._coord_cache: tuple[dict[str, xr.Variable], dict[str, Any]] | None = None
         self._ds: xr.Dataset | None = None
+        self._weights_data: da.Array | None = None
 
     # -- what it is --------------------------------------------------------------------------
     @property
     def ds(self) -> xr.Dataset:
         """The dataset: ``weights (model, param)`` with model and param coordinates."""
         if self._ds is None:
-            parts = [self._layer_data(layer) for layer in self._layout.layers]
+            ds = self.weights.to_dataset()
             arch = self._layout.architecture or ""
-            attrs = {"store": self._url, "arch": self._arch, "architecture": arch}
-            ds = weights_dataset(parts, self._layout, self._models, attrs)
-            if self._source is not None:  # .values of it and of its slices: direct reads
-                weights = ds.variables["weights"]
-                widths = [self._layout.layer_size(layer) for layer in self._layout.layers]
-                read = layer_reader(self._source, self._layout.layers, widths)
-                weights.data = direct_array(weights.data, read, self._rows())
+            ds.attrs = {"store": self._url, "arch": self._arch, "architecture": arch}
             self._ds = ds
         return self._ds
 
     @property
     def weights(self) -> xr.DataArray:
-        """All weights, ``(model, param)``, lazy."""
-        return self.ds["weights"]
+        """All weights, ``(model, param)``, lazy.
+
+        The data is a Dask array (every layer in the row blocks of the widest layer);
+        converting it to numpy, also after selecting rows or parameters of it, reads the rows
+        directly, without running a Dask graph.
+        """
+        if self._weights_data is None:
+            data = side_by_side([self._layer_data(x) for x in self._layout.layers], self._layout)
+            if self._source is not None:
+                widths = [self._layout.layer_size(layer) for layer in self._layout.layers]
+                read = layer_reader(self._source, self._layout.layers, widths)
+                data = direct_array(data, read, self._rows())
+            self._weights_data = data
+        variables, indexes = self._coord_variables()
+        coords = {**param_variables(self._layout), **variables}
+        return data_array(self._weights_data, coords, indexes, "weights", {})
 
     @property
     def models(self) -> pd.DataFrame:
