@@ -93,6 +93,9 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
         self._coord_cache: tuple[dict[str, xr.Variable], dict[str, Any]] | None = None
         self._ds: xr.Dataset | None = None
         self._weights_data: da.Array | None = None
+        # the weights graph over all rows, shared by the zoos selected from this one (one
+        # getitem on it is cheaper than slicing, rechunking and joining every layer again)
+        self._all_weights: list[da.Array] = []
 
     # -- what it is --------------------------------------------------------------------------
     @property
@@ -114,7 +117,12 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
         directly, without running a Dask graph.
         """
         if self._weights_data is None:
-            data = side_by_side([self._layer_data(x) for x in self._layout.layers], self._layout)
+            if not self._all_weights:
+                layers = [self._layers[layer] for layer in self._layout.layers]
+                self._all_weights.append(side_by_side(layers, self._layout))
+            data = self._all_weights[0]
+            if self._positions is not None:
+                data = data[as_slice(self._positions)]
             if self._source is not None:
                 widths = [self._layout.layer_size(layer) for layer in self._layout.layers]
                 read = layer_reader(self._source, self._layout.layers, widths)
@@ -202,7 +210,7 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
             return self
         positions = np.atleast_1d(np.arange(len(self))[model])
         base = positions if self._positions is None else self._positions[positions]
-        return Zoo(
+        selected = Zoo(
             self._layers,
             self._models.iloc[positions],
             self._layout,
@@ -213,6 +221,8 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
             source=self._source,
             lazy_columns=self._lazy,
         )
+        selected._all_weights = self._all_weights
+        return selected
 
     def sel(self, **selectors: Any) -> Zoo:
         """Select rows by metadata values: ``sel(cls="church", step=20)``.
