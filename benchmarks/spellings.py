@@ -11,13 +11,23 @@ than 2x the fastest.
 * **layer stats** — Q3, the per-parameter mean and std of every layer over all rows: the fused
   pass (``zoo.param_stats``) and the xarray reductions through Dask (at most
   :data:`STATS_REPS` repeats: a scan of the whole zoo each).
+
+Run alone (the table on stdout, the JSON with ``--out``)::
+
+    python -m benchmarks.spellings --models 2000 --workdir /tmp/wspace-spellings
+
+builds only the wspace store of a ``--models``-row LeNet-5 zoo (compacted; bases trained
+briefly, cached) and its manifest, or reuses them, or takes a benchmark run's ``--manifest``.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +35,7 @@ import numpy as np
 from benchmarks import runner
 from benchmarks.check import Answer, stats_agree
 
-__all__ = ["SPELLINGS", "measure_spellings"]
+__all__ = ["SPELLINGS", "measure_spellings", "store_manifest"]
 
 FEW_LAYER = "dense"
 FEW_ROWS = 10
@@ -194,3 +204,61 @@ def measure_spellings(manifest_path: str, reps: int, batched: bool = False) -> d
             for r in mine:
                 r[key.replace("_s", "_ratio")] = r[key] / best
     return {"rows": rows, "errors": errors, "batched": batched}
+
+
+def store_manifest(n_models: int, workdir: str) -> str:
+    """Build (or reuse) a ``n_models``-row zoo's wspace store alone, and the manifest
+    fields the spellings read; return the manifest's path."""
+    from benchmarks.generate import write_store
+    from benchmarks.synth import SynthZoo, train_bases
+
+    root = Path(workdir) / f"spellings-{n_models}"
+    path = root / "manifest.json"
+    if path.exists():
+        return str(path)
+    root.mkdir(parents=True, exist_ok=True)
+    bases = train_bases(1, Path(workdir), n_bases=2, negatives=200)
+    synth = SynthZoo(n_models, bases, "lenet5")
+    store = str(root / "store.zarr")
+    write_store(store, synth)
+    rng = np.random.default_rng(0)
+    positions = np.sort(rng.choice(n_models, size=min(1_000, n_models), replace=False))
+    q4 = n_models // 2
+    layout = synth.layout
+    manifest = {
+        "store": store,
+        "layer_slices": {
+            layer: [layout.layer_slice(layer).start, layout.layer_slice(layer).stop]
+            for layer in layout.layers
+        },
+        "q2": {
+            "positions": positions.tolist(),
+            "models": [synth.model(int(i)) for i in positions],
+        },
+        "q4": {"position": q4, "model": synth.model(q4)},
+    }
+    path.write_text(json.dumps(manifest))
+    return str(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from benchmarks.report import _spelling_table
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--manifest", help="a benchmark run's manifest.json (default: build one)")
+    p.add_argument("--models", type=int, default=2_000, help="rows of the zoo built (2,000)")
+    p.add_argument("--workdir", default="/tmp/wspace-spellings", help="where it is built")
+    p.add_argument("--reps", type=int, default=5, help="repeats per spelling (5)")
+    p.add_argument("--out", help="write the JSON here")
+    args = p.parse_args(argv)
+    manifest = args.manifest or store_manifest(args.models, args.workdir)
+    result = measure_spellings(manifest, args.reps)
+    print(_spelling_table(result, md=True))
+    for error in result["errors"]:
+        print("ERROR:", error)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

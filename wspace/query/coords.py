@@ -8,7 +8,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -23,8 +22,8 @@ __all__ = [
     "layer_param_variables",
     "model_variables",
     "param_coords",
+    "param_variables",
     "tensor_array",
-    "weights_dataset",
 ]
 
 
@@ -41,23 +40,6 @@ def layer_param_variables(layout: Layout, layer: str) -> dict[str, xr.Variable]:
     return {k: xr.Variable(("param",), v, fastpath=True) for k, v in values.items()}
 
 
-def weights_dataset(
-    layers: list[da.Array], layout: Layout, models: pd.DataFrame, attrs: dict[str, str]
-) -> xr.Dataset:
-    """The dataset ``weights (model, param)`` from per-layer Dask arrays (rechunked to the
-    widest layer's rows), with the ``param`` coordinates and the metadata columns of
-    ``models`` as ``model`` coordinates (scalar columns: JSON columns stay in ``.models``)."""
-    widest = max(layout.layers, key=layout.layer_size)
-    rows = layers[layout.layers.index(widest)].chunks[0]
-    data = da.concatenate([p.rechunk({0: rows}) for p in layers], axis=1)
-    model = {c: ("model", coord_values(models[c])) for c in models.columns}
-    return xr.Dataset(
-        {"weights": (("model", "param"), data)},
-        coords={**param_coords(layout), **model},
-        attrs=attrs,
-    )
-
-
 def model_variables(models: pd.DataFrame) -> tuple[dict[str, xr.Variable], dict[str, Any]]:
     """The metadata columns of ``models`` as ``model`` coordinate variables, and the
     ``model`` index (a :class:`xarray.indexes.PandasIndex` of the model names)."""
@@ -68,6 +50,13 @@ def model_variables(models: pd.DataFrame) -> tuple[dict[str, xr.Variable], dict[
         if c != "model":
             variables[c] = xr.Variable(("model",), coord_values(models[c]), fastpath=True)
     return variables, {"model": index}
+
+
+@functools.lru_cache(maxsize=16)
+def param_variables(layout: Layout) -> dict[str, xr.Variable]:
+    """The ``param`` coordinates of every layer as xarray variables (cached per layout:
+    ~10 ms of string repeats for LeNet-5's 91,481 parameters)."""
+    return {k: xr.Variable(*v, fastpath=True) for k, v in param_coords(layout).items()}
 
 
 def param_coords(layout: Layout) -> dict[str, tuple[str, np.ndarray]]:

@@ -1,11 +1,11 @@
-"""The Dask glue: the parts of a Zoo read from an opened store, per-layer Dask arrays over
-its rows, and Dask arrays whose numpy conversion reads rows directly instead of computing."""
+"""The Dask glue: the parts of a Zoo read from an opened store, and per-layer Dask arrays
+over its rows (whose numpy conversion :mod:`wspace.query.direct` routes to the direct
+reader)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
 
 import dask.array as da
 import numpy as np
@@ -17,7 +17,7 @@ from wspace.store.handle import StoreHandle
 from wspace.store.log import Piece
 from wspace.store.metaread import LazyColumns
 
-__all__ = ["DirectArray", "ZooParts", "direct_array", "lazy_layers", "zoo_parts"]
+__all__ = ["ZooParts", "lazy_layers", "side_by_side", "zoo_parts"]
 
 
 @dataclass(frozen=True)
@@ -109,23 +109,11 @@ def lazy_layers(
     }
 
 
-class DirectArray(da.Array):
-    """A Dask array that, converted to numpy, reads its rows directly instead of computing.
-
-    Everything else — slicing, arithmetic, ``dask.compute`` — is plain Dask (and returns
-    plain Dask arrays).
-    """
-
-    _wspace_read: Callable[[], np.ndarray]
-
-    def __array__(self, dtype: Any = None, copy: Any = None, **kwargs: Any) -> np.ndarray:
-        out = self._wspace_read()
-        return out if dtype is None else out.astype(dtype, copy=False)
-
-
-def direct_array(data: da.Array, read: Callable[[], np.ndarray]) -> da.Array:
-    """``data`` (same graph) whose numpy conversion calls ``read()``."""
-    make = cast(Callable[..., DirectArray], DirectArray)  # dask.Array.__new__ is untyped
-    out = make(data.dask, data.name, data.chunks, meta=data._meta)
-    out._wspace_read = read
-    return out
+def side_by_side(parts: Sequence[da.Array], layout: Layout) -> da.Array:
+    """The per-layer Dask arrays ``parts`` (in ``layout`` order) as one ``(model, param)``
+    array, every layer rechunked to the row blocks of the widest layer."""
+    widest = max(layout.layers, key=layout.layer_size)
+    rows = parts[layout.layers.index(widest)].chunks[0]
+    # method="tasks": left to choose, Dask imports distributed (~0.5 s) to look for a client
+    joined: da.Array = da.concatenate([p.rechunk({0: rows}, method="tasks") for p in parts], axis=1)
+    return joined

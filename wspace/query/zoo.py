@@ -3,7 +3,6 @@ building one from an opened store (:func:`open_zoo`)."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -27,10 +26,11 @@ from wspace.query.coords import (
     data_array,
     layer_param_variables,
     model_variables,
+    param_variables,
     tensor_array,
-    weights_dataset,
 )
-from wspace.query.lazy import direct_array, zoo_parts
+from wspace.query.direct import direct_array, layer_reader
+from wspace.query.lazy import side_by_side, zoo_parts
 from wspace.query.select import row_position, selection_mask
 from wspace.query.zoo_torch import ZooTorchMixin
 from wspace.query.zoo_weightspace import ZooWeightSpaceMixin
@@ -95,22 +95,45 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
         self._frame_cache: pd.DataFrame | None = None
         self._coord_cache: tuple[dict[str, xr.Variable], dict[str, Any]] | None = None
         self._ds: xr.Dataset | None = None
+        self._weights_data: da.Array | None = None
+        # the weights graph over all rows, shared by the zoos selected from this one (one
+        # getitem on it is cheaper than slicing, rechunking and joining every layer again)
+        self._all_weights: list[da.Array] = []
 
     # -- what it is --------------------------------------------------------------------------
     @property
     def ds(self) -> xr.Dataset:
         """The dataset: ``weights (model, param)`` with model and param coordinates."""
         if self._ds is None:
-            parts = [self._layer_data(layer) for layer in self._layout.layers]
+            ds = self.weights.to_dataset()
             arch = self._layout.architecture or ""
-            attrs = {"store": self._url, "arch": self._arch, "architecture": arch}
-            self._ds = weights_dataset(parts, self._layout, self._models, attrs)
+            ds.attrs = {"store": self._url, "arch": self._arch, "architecture": arch}
+            self._ds = ds
         return self._ds
 
     @property
     def weights(self) -> xr.DataArray:
-        """All weights, ``(model, param)``, lazy."""
-        return self.ds["weights"]
+        """All weights, ``(model, param)``, lazy.
+
+        The data is a Dask array (every layer in the row blocks of the widest layer);
+        converting it to numpy, also after selecting rows or parameters of it, reads the rows
+        directly, without running a Dask graph.
+        """
+        if self._weights_data is None:
+            if not self._all_weights:
+                layers = [self._layers[layer] for layer in self._layout.layers]
+                self._all_weights.append(side_by_side(layers, self._layout))
+            data = self._all_weights[0]
+            if self._positions is not None:
+                data = data[as_slice(self._positions)]
+            if self._source is not None:
+                widths = [self._layout.layer_size(layer) for layer in self._layout.layers]
+                read = layer_reader(self._source, self._layout.layers, widths)
+                data = direct_array(data, read, self._rows())
+            self._weights_data = data
+        variables, indexes = self._coord_variables()
+        coords = {**param_variables(self._layout), **variables}
+        return data_array(self._weights_data, coords, indexes, "weights", {})
 
     @property
     def models(self) -> pd.DataFrame:
@@ -200,7 +223,7 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
             return self
         positions = np.atleast_1d(np.arange(len(self))[model])
         base = positions if self._positions is None else self._positions[positions]
-        return Zoo(
+        selected = Zoo(
             self._layers,
             None if self._models_frame is None else self._models_frame.iloc[positions],
             self._layout,
@@ -211,6 +234,8 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
             source=self._source,
             lazy_columns=self._lazy,
         )
+        selected._all_weights = self._all_weights
+        return selected
 
     def sel(self, **selectors: Any) -> Zoo:
         """Select rows by metadata values: ``sel(cls="church", step=20)``.
@@ -252,8 +277,9 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
     def layer(self, name: str) -> xr.DataArray:
         """The parameters of one layer, ``(model, param)``, lazy, with all coordinates.
 
-        The data is a Dask array; converting it to numpy (``.values``, ``np.asarray``) reads
-        the rows directly, without running a Dask graph.
+        The data is a Dask array; converting it to numpy (``.values``, ``np.asarray``), also
+        after selecting rows or parameters of it, reads the rows directly, without running a
+        Dask graph.
         """
         try:
             self._layout.layer_slice(name)
@@ -261,17 +287,12 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
             raise LayerNotFoundError(f"{self._where()}: {exc}") from None
         data = self._layer_data(name)
         if self._source is not None:
-            data = direct_array(data, functools.partial(self._read_layer, name))
+            size = self._layout.layer_size(name)
+            data = direct_array(data, layer_reader(self._source, [name], [size]), self._rows())
         variables, indexes = self._coord_variables()
         params = layer_param_variables(self._layout, name)
         attrs = {"store": self._url, "arch": self._arch, "layer": name}
         return data_array(data, {**params, **variables}, indexes, name, attrs)
-
-    def _read_layer(self, name: str) -> np.ndarray:
-        out = np.empty((len(self), self._layout.layer_size(name)), dtype=np.float32)
-        assert self._source is not None
-        self._source.read(self._rows(), [name], out, [slice(None)])
-        return out
 
     def tensor(self, name: str) -> xr.DataArray:
         """One tensor in its shape, ``(model, *shape)``, lazy.
