@@ -1,8 +1,8 @@
 """The query layer: the lazy :class:`Zoo` over one architecture group of a store.
 
 It sits on the store layer (:mod:`wspace.store`), which knows nothing of it: ``open`` opens a
-:class:`~wspace.store.StoreHandle` and :func:`open_zoo` builds the Zoo from it (metadata
-frame, per-layer Dask arrays, the direct row reader). Feeding zoos to torch is
+:class:`~wspace.store.StoreHandle` and :func:`open_zoo` builds the Zoo from it (per-layer
+Dask arrays, metadata columns read when first used, the direct row reader). Feeding zoos to torch is
 :mod:`wspace.query.loader` (imported on use: it imports torch).
 
 >>> from wspace.query import Zoo, open
@@ -13,7 +13,7 @@ True
 
 from __future__ import annotations
 
-from wspace.query.opening import open
-from wspace.query.zoo import Zoo, open_zoo
+from wspace.query.opening import open, open_zoo
+from wspace.query.zoo import Zoo
 
 __all__ = ["Zoo", "open", "open_zoo"]

@@ -6,11 +6,12 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from wspace.errors import SchemaMismatchError
-from wspace.query.zoo import Zoo, open_zoo
+from wspace.query.lazy import zoo_parts
+from wspace.query.zoo import Zoo
 from wspace.store.backend import StoreLike
-from wspace.store.handle import open_store
+from wspace.store.handle import StoreHandle, open_store
 
-__all__ = ["open"]
+__all__ = ["open", "open_zoo"]
 
 
 def open(
@@ -61,3 +62,37 @@ def open(
             f"open() reads: mode must be 'r', not {mode!r}; append rows with wspace.writer(url)"
         )
     return open_zoo(open_store(url, storage_options=storage_options, read_only=True), arch)
+
+
+def open_zoo(handle: StoreHandle, arch: str | None = None) -> Zoo:
+    """The lazy :class:`Zoo` of one architecture group of an opened store.
+
+    Opens the group's layer arrays (see :func:`~wspace.query.lazy.zoo_parts`); metadata
+    columns and weights stay on storage until used.
+
+    Parameters
+    ----------
+    handle
+        The opened store (:func:`wspace.store.open_store`).
+    arch
+        Architecture group; by default the only one (see
+        :meth:`~wspace.store.StoreHandle.default_arch`).
+
+    Examples
+    --------
+    >>> from wspace.store import open_store
+    >>> from wspace.testing import tiny_zoo
+    >>> len(open_zoo(open_store(tiny_zoo("memory://doc-open-zoo", n_models=3))))
+    3
+    """
+    parts = zoo_parts(handle, arch)
+    return Zoo(
+        parts.layers,
+        parts.models,
+        parts.layout,
+        url=handle.backend.url,
+        arch=parts.arch,
+        handle=handle,
+        source=parts.source,
+        lazy_columns=parts.lazy_columns,
+    )

@@ -30,7 +30,7 @@ from wspace.query.coords import (
     tensor_array,
 )
 from wspace.query.direct import direct_array, layer_reader
-from wspace.query.lazy import side_by_side, zoo_parts
+from wspace.query.lazy import side_by_side
 from wspace.query.select import row_position, selection_mask
 from wspace.query.zoo_torch import ZooTorchMixin
 from wspace.query.zoo_weightspace import ZooWeightSpaceMixin
@@ -39,7 +39,7 @@ from wspace.store.chunks import RowSource
 from wspace.store.handle import StoreHandle
 from wspace.store.metaread import LazyColumns
 
-__all__ = ["Zoo", "open_zoo"]
+__all__ = ["Zoo"]
 
 
 class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
@@ -183,6 +183,8 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
         """The zoo of another architecture group of the same store."""
         if self._handle is None:
             raise WspaceError("this zoo is not attached to a store")
+        from wspace.query.opening import open_zoo
+
         return open_zoo(self._handle, name)
 
     def __len__(self) -> int:
@@ -381,37 +383,3 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
             records = self._frame().iloc[start : start + batch_size].to_dict("records")
             for meta, vector in zip(records, block, strict=True):
                 yield clean_record(meta), vector
-
-
-def open_zoo(handle: StoreHandle, arch: str | None = None) -> Zoo:
-    """The lazy :class:`Zoo` of one architecture group of an opened store.
-
-    Opens the group's layer arrays (see :func:`~wspace.query.lazy.zoo_parts`); metadata
-    columns and weights stay on storage until used.
-
-    Parameters
-    ----------
-    handle
-        The opened store (:func:`wspace.store.open_store`).
-    arch
-        Architecture group; by default the only one (see
-        :meth:`~wspace.store.StoreHandle.default_arch`).
-
-    Examples
-    --------
-    >>> from wspace.store import open_store
-    >>> from wspace.testing import tiny_zoo
-    >>> len(open_zoo(open_store(tiny_zoo("memory://doc-open-zoo", n_models=3))))
-    3
-    """
-    parts = zoo_parts(handle, arch)
-    return Zoo(
-        parts.layers,
-        parts.models,
-        parts.layout,
-        url=handle.backend.url,
-        arch=parts.arch,
-        handle=handle,
-        source=parts.source,
-        lazy_columns=parts.lazy_columns,
-    )
