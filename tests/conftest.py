@@ -57,8 +57,10 @@ def moto_server() -> Iterator[tuple[S3Server, subprocess.Popen[bytes]]]:
 
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
+    # moto.server with conditional PUTs made atomic, as on AWS (see tests/moto_s3.py)
+    launcher = str(Path(__file__).with_name("moto_s3.py"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, launcher, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
