@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import zarr
 from zarr.codecs import Crc32cCodec, GzipCodec
-from zarr.storage import LocalStore, WrapperStore
+from zarr.storage import LocalStore
 
 import wspace
+from tests.store_probes import RangeCountingStore, flip_a_byte_of_a_row
 from wspace.architectures import lenet5_layout
 from wspace.store.backend import resolve
 from wspace.store.chunks import LayerReader, Request, plan_for, read, read_block
@@ -20,21 +21,6 @@ from wspace.testing import assert_rows_equal, tiny_weights, tiny_zoo
 
 LAYOUT = lenet5_layout()
 CONV2D_2 = "conv2d_2"  # conv2d_2: 48,120 params, one row per chunk in an archive
-
-
-class RangeCountingStore(WrapperStore[Any]):
-    """Records every read through it: (key, byte range)."""
-
-    def __init__(self, store: Any) -> None:
-        super().__init__(store)
-        self.reads: list[tuple[str, Any]] = []
-
-    async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
-        self.reads.append((key, byte_range))
-        return await self._store.get(key, prototype, byte_range)
-
-    def weight_reads(self, array: str) -> list[tuple[str, Any]]:
-        return [(k, r) for k, r in self.reads if f"/{array}/c/" in k]
 
 
 def _expected(indices: Any) -> np.ndarray:
@@ -175,16 +161,8 @@ def test_corrupt_chunk_inside_a_shard_names_its_model(tmp_path):
     url = str(tmp_path / "z.zarr")
     tiny_zoo(url, 20)
     wspace.compact(url)
+    name, shard, data = flip_a_byte_of_a_row(url, "conv2d_2", 7, rows=20)
     zoo = wspace.open(url)
-    array = zoo._source.readers["conv2d_2"][0].array
-    shard = Path(url, array.path, "c", "0", "0")
-    data = bytearray(shard.read_bytes())
-    index = np.frombuffer(bytes(data[-(20 * 16 + 4) : -4]), "<u8").reshape(-1, 2)
-    offset, length = index[7]
-    data[int(offset + length // 2)] ^= 0xFF
-    shard.write_bytes(bytes(data))
-    zoo = wspace.open(url)
-    name = zoo.models["model"][7]
     with pytest.raises(wspace.CorruptDataError, match=f"conv2d_2.*{name}"):
         zoo.row(7)
     assert_rows_equal(zoo.row(6), tiny_weights(6, LAYOUT.size))  # others stay readable

@@ -4,12 +4,11 @@ rows, selections with repeats, and the empty selection."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import wspace
+from tests.store_probes import flip_a_byte_of_a_row
 from wspace.errors import LayerNotFoundError, SchemaMismatchError
 from wspace.store.chunks.moments import ColumnMoments
 from wspace.testing import tiny_zoo
@@ -189,16 +188,8 @@ def test_streamed_scaler_fitted_from_param_stats_equals_scikit_learn(tmp_path):
 def test_a_corrupt_or_missing_chunk_fails_the_scan_naming_layer_and_model(tmp_path):
     url = tiny_zoo(str(tmp_path / "z.zarr"), 20)
     wspace.compact(url)
+    name, shard, _ = flip_a_byte_of_a_row(url, "conv2d_2", 7, rows=20)
     zoo = wspace.open(url)
-    array = zoo._source.readers["conv2d_2"][0].array
-    shard = Path(url, array.path, "c", "0", "0")
-    data = bytearray(shard.read_bytes())
-    index = np.frombuffer(bytes(data[-(20 * 16 + 4) : -4]), "<u8").reshape(-1, 2)
-    offset, length = index[7]
-    data[int(offset + length // 2)] ^= 0xFF
-    shard.write_bytes(bytes(data))
-    zoo = wspace.open(url)
-    name = zoo.models["model"][7]
     with pytest.raises(wspace.CorruptDataError, match=f"conv2d_2.*{name}"):
         zoo.param_stats("conv2d_2")
     with pytest.raises(wspace.CorruptDataError, match=f"conv2d_2.*{name}"):

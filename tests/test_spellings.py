@@ -12,31 +12,17 @@ import dask.array as da
 import numpy as np
 import pytest
 import xarray as xr
-from zarr.storage import LocalStore, WrapperStore
+from zarr.storage import LocalStore
 
 import wspace
 from benchmarks.spellings import FEW_ROWS, SPELLINGS, few
+from tests.store_probes import RangeCountingStore
 from wspace.architectures import lenet5_layout
 from wspace.query.direct import DirectArray
 from wspace.testing import tiny_weights, tiny_zoo
 
 LAYOUT = lenet5_layout()
 BIG = "conv2d_2"  # 48,120 params: one row per chunk in an archive
-
-
-class CountingStore(WrapperStore[Any]):
-    """Records the key and byte range of every read through it."""
-
-    def __init__(self, store: Any) -> None:
-        super().__init__(store)
-        self.reads: list[tuple[str, Any]] = []
-
-    async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
-        self.reads.append((key, byte_range))
-        return await self._store.get(key, prototype, byte_range)
-
-    def weight_reads(self, layer: str) -> list[tuple[str, Any]]:
-        return [(k, r) for k, r in self.reads if f"/{layer}/c/" in k]
 
 
 def _compacted(root: Path) -> str:
@@ -171,7 +157,7 @@ def test_sliced_arrays_stay_lazy_dask_and_agree_with_their_graph(store):
 
 def test_a_selected_row_reads_its_chunks_not_whole_shards(tmp_path):
     url = _compacted(tmp_path)
-    counting = CountingStore(LocalStore(url, read_only=True))
+    counting = RangeCountingStore(LocalStore(url, read_only=True))
     zoo = wspace.open(counting)
     row = tiny_weights(17, LAYOUT.size)
     part = LAYOUT.layer_slice(BIG)
@@ -198,7 +184,7 @@ def test_a_selected_row_reads_its_chunks_not_whole_shards(tmp_path):
 
 def test_a_full_layer_scan_still_reads_each_shard_once(tmp_path):
     url = _compacted(tmp_path)
-    counting = CountingStore(LocalStore(url, read_only=True))
+    counting = RangeCountingStore(LocalStore(url, read_only=True))
     zoo = wspace.open(counting)
     for what, scan in {
         "layer .values": lambda: zoo.layer(BIG).values,
