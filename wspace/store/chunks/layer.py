@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import zarr
-import zarr.api.asynchronous as zasync
-from zarr.core.sync import sync
+from zarr.storage import StorePath
 
 from wspace.errors import CorruptDataError, StorageError, WspaceError, listing
 from wspace.store.backend import Backend
@@ -111,8 +110,14 @@ class LayerReader:
 
 
 def open_arrays(backend: Backend, paths: list[str]) -> list[zarr.Array[Any]]:
-    """Open the zarr arrays at ``paths`` concurrently, each distinct path once (reading only
-    its ``zarr.json``; pieces of one segment share its arrays).
+    """Open the zarr arrays at ``paths``, each distinct path once (pieces of one segment
+    share its arrays): their ``zarr.json`` fetched at once through the backend, each array
+    made from its metadata by zarr (``AsyncArray(metadata, store_path)``, what
+    ``zarr.open_array`` does after its read).
+
+    ``zarr.open_array`` reads each ``zarr.json`` through zarr's event loop: 3.3 ms for
+    LeNet-5's five layers in a fresh process, a third of ``wspace.open``; a batched read
+    through the backend (plain file calls on a local store) takes ~1 ms.
 
     Raises
     ------
@@ -120,21 +125,22 @@ def open_arrays(backend: Backend, paths: list[str]) -> list[zarr.Array[Any]]:
         An array is missing or its metadata is unreadable.
     """
     unique = list(dict.fromkeys(paths))
-
-    async def go() -> list[Any]:
-        return list(
-            await asyncio.gather(
-                *(
-                    zasync.open_array(store=backend.store, path=p, mode="r", zarr_format=3)
-                    for p in unique
-                )
-            )
-        )
-
-    try:
-        opened = dict(zip(unique, (zarr.Array(a) for a in sync(go())), strict=True))
-        return [opened[p] for p in paths]
-    except (FileNotFoundError, KeyError, ValueError) as exc:
-        raise CorruptDataError(
-            f"store {backend.url!r}: array missing or unreadable: {exc}"
-        ) from exc
+    keys = ["/".join(part for part in p.split("/") if part) for p in unique]  # as zarr's
+    opened: dict[str, zarr.Array[Any]] = {}
+    metas = backend.read_many(f"{k}/zarr.json" if k else "zarr.json" for k in keys)
+    for path, key, raw in zip(unique, keys, metas, strict=True):
+        if raw is None:
+            raise CorruptDataError(f"store {backend.url!r}: array {path!r} is missing")
+        try:
+            meta = json.loads(raw)
+            if not isinstance(meta, dict) or meta.get("node_type") != "array":
+                raise ValueError(f"{path}/zarr.json is not the metadata of an array")
+            if meta.get("zarr_format") != 3:
+                raise ValueError(f"{path}/zarr.json is not zarr format 3")
+            array = zarr.AsyncArray(meta, StorePath(backend.store, key))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CorruptDataError(
+                f"store {backend.url!r}: array {path!r} is unreadable: {exc}"
+            ) from exc
+        opened[path] = zarr.Array(array)
+    return [opened[p] for p in paths]
