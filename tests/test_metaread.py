@@ -3,6 +3,7 @@ asked for; a damaged column raises, naming it, when first used."""
 
 from __future__ import annotations
 
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,36 @@ def test_open_reads_no_metadata_column_until_one_is_used(tmp_path):
     assert picked.models["model"].tolist() == ["m3", "m9", "m1"]
 
 
+def test_data_arrays_read_their_metadata_coordinates_when_first_used(tmp_path):
+    url = _zoo(str(tmp_path / "z.zarr"))
+    eager = open_store(url).models("lenet5")
+    counting = CountingStore(LocalStore(url, read_only=True))
+    zoo = wspace.open(counting)
+    layer = zoo.sel(cls="b").layer("dense_1")  # cls for the selection, model for the index
+    values = layer.values
+    assert _columns_read(counting, url) == {"cls", "model"}
+    assert np.array_equal(values, zoo.values[[2, 3, 4]][:, zoo.layout.layer_slice("dense_1")])
+    assert layer.sel(model="m9").shape == (zoo.layout.layer_size("dense_1"),)
+    assert _columns_read(counting, url) == {"cls", "model"}
+    before = len(counting.reads)
+    assert layer["seed"].dtype == np.float64  # an integer column with a missing value
+    assert _columns_read(counting, url, before) == {"seed", "flag"}  # every scalar at once
+    rows = [2, 3, 4]
+    for name in ("seed", "flag", "cls"):
+        want = eager[name].iloc[rows].tolist()
+        got = layer[name].values.tolist()
+        assert [None if pd.isna(v) else v for v in got] == [
+            None if pd.isna(v) else v for v in want
+        ], name
+    assert layer["cls"].dtype == object and layer.isel(model=[0, 2])["cls"].values.tolist() == [
+        "b",
+        "b",
+    ]
+    copied = pickle.loads(pickle.dumps(zoo.layer("conv2d").coords["seed"]))
+    assert copied.values.tolist()[:3] == [0.0, 2.0, 3.0]
+    assert "seed" in repr(zoo.layer("dense_1"))  # a repr shows them (reads them)
+
+
 def test_columns_read_lazily_equal_the_eager_frame(tmp_path):
     url = _zoo(str(tmp_path / "z.zarr"))
     eager = open_store(url).models("lenet5")  # every column read at once
@@ -158,11 +189,15 @@ def test_a_damaged_column_raises_naming_it_when_first_used(tmp_path):
     chunk.write_bytes(bytes(data))
     zoo = wspace.open(url)  # reads no column: opens
     assert len(zoo.sel(cls="a")) == 2  # the healthy columns work
+    # the weights too: a DataArray reads its metadata coordinates when they are first used
+    assert zoo.layer("dense_1").values.shape == (len(zoo), zoo.layout.layer_size("dense_1"))
+    assert zoo.ds["weights"].shape == (len(zoo), zoo.layout.size)
     uses = {
         "sel": lambda: zoo.sel(seed=1),
         "models": lambda: zoo.models,
-        "ds": lambda: zoo.ds,
-        "layer": lambda: zoo.layer("dense_1"),
+        "ds": lambda: zoo.ds["seed"].values,
+        "layer": lambda: zoo.layer("dense_1").coords["seed"].values,
+        "another coordinate": lambda: zoo.ds["cls"].values,  # read with every scalar column
         "eager": lambda: open_store(url).models("lenet5"),
     }
     for use, call in uses.items():

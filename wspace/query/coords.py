@@ -20,6 +20,7 @@ __all__ = [
     "coord_values",
     "data_array",
     "layer_param_variables",
+    "model_index",
     "model_variables",
     "param_coords",
     "param_variables",
@@ -43,13 +44,19 @@ def layer_param_variables(layout: Layout, layer: str) -> dict[str, xr.Variable]:
 def model_variables(models: pd.DataFrame) -> tuple[dict[str, xr.Variable], dict[str, Any]]:
     """The metadata columns of ``models`` as ``model`` coordinate variables, and the
     ``model`` index (a :class:`xarray.indexes.PandasIndex` of the model names)."""
-    names = coord_values(models["model"])
-    index = xr.indexes.PandasIndex(pd.Index(names, dtype=object, name="model"), "model")
-    variables: dict[str, xr.Variable] = dict(index.create_variables())
+    variables, indexes = model_index(models["model"])
     for c in models.columns:
         if c != "model":
             variables[c] = xr.Variable(("model",), coord_values(models[c]), fastpath=True)
-    return variables, {"model": index}
+    return variables, indexes
+
+
+def model_index(names: pd.Series) -> tuple[dict[str, xr.Variable], dict[str, Any]]:
+    """The ``model`` coordinate variable of the model ``names``, and its index (a
+    :class:`xarray.indexes.PandasIndex`)."""
+    values = coord_values(names)
+    index = xr.indexes.PandasIndex(pd.Index(values, dtype=object, name="model"), "model")
+    return dict(index.create_variables()), {"model": index}
 
 
 @functools.lru_cache(maxsize=16)

@@ -31,6 +31,7 @@ from wspace.query.coords import (
 )
 from wspace.query.direct import direct_array, layer_reader
 from wspace.query.lazy import side_by_side
+from wspace.query.lazy_coords import lazy_model_variables
 from wspace.query.select import row_position, selection_mask
 from wspace.query.zoo_torch import ZooTorchMixin
 from wspace.query.zoo_weightspace import ZooWeightSpaceMixin
@@ -207,7 +208,13 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
     def _coord_variables(self) -> tuple[dict[str, xr.Variable], dict[str, Any]]:
         """The model coordinates as xarray variables, and the ``model`` index (cached)."""
         if self._coord_cache is None:
-            self._coord_cache = model_variables(self._models)
+            lazy = self._lazy
+            if lazy is None or self._models_frame is not None:
+                self._coord_cache = model_variables(self._models)
+            else:  # only model now, the other columns when first used (one batched read)
+                columns = {name: _known_dtype(lazy, name) for name in lazy.scalars}
+                names = self._column("model")
+                self._coord_cache = lazy_model_variables(names, columns, lambda: self._models)
         return self._coord_cache
 
     def _where(self) -> str:
@@ -383,3 +390,12 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
             records = self._frame().iloc[start : start + batch_size].to_dict("records")
             for meta, vector in zip(records, block, strict=True):
                 yield clean_record(meta), vector
+
+
+def _known_dtype(columns: LazyColumns, name: str) -> np.dtype[Any] | None:
+    """The dtype of column ``name`` as a coordinate when known without reading it (text:
+    object, floats: float64 — integers and booleans change dtype with missing values)."""
+    kinds = columns.kinds.get(name, set())
+    if len(kinds) != 1 or len(columns.jobs.get(name, [])) != len(columns.pieces):
+        return None
+    return {"str": np.dtype(object), "float": np.dtype(np.float64)}.get(next(iter(kinds)))

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.core.metadata import ArrayV3Metadata
 from zarr.storage import StorePath
 
 from wspace.errors import CorruptDataError, StorageError, WspaceError, listing
@@ -137,7 +138,7 @@ def open_arrays(backend: Backend, paths: list[str]) -> list[zarr.Array[Any]]:
                 raise ValueError(f"{path}/zarr.json is not the metadata of an array")
             if meta.get("zarr_format") != 3:
                 raise ValueError(f"{path}/zarr.json is not zarr format 3")
-            array = zarr.AsyncArray(meta, StorePath(backend.store, key))
+            array = zarr.AsyncArray(ArrayV3Metadata.from_dict(meta), StorePath(backend.store, key))
         except (ValueError, TypeError, KeyError) as exc:
             raise CorruptDataError(
                 f"store {backend.url!r}: array {path!r} is unreadable: {exc}"
