@@ -70,20 +70,32 @@ def selection_mask(
     return mask
 
 
-def row_position(models: pd.DataFrame, i: int | str, step: int | None, *, where: str) -> int:
-    """Position of one row: by position ``i`` (negative counts from the end), or by model
-    name ``i`` and ``step``.
+def row_position(
+    n_rows: int,
+    column: Callable[[str], pd.Series | None],
+    i: int | str,
+    step: int | None,
+    *,
+    where: str,
+) -> int:
+    """Position of one of ``n_rows`` rows: by position ``i`` (negative counts from the end),
+    or by model name ``i`` and ``step`` (``column(name)``: a metadata column of the rows,
+    ``None`` when there is none; only ``model`` and ``step`` are asked for, and only for a
+    name).
 
     Raises
     ------
     ModelNotFoundError
         No such row, or a model name with several rows (snapshots) and no ``step``.
     """
-    n = len(models)
+    n = n_rows
     if isinstance(i, str):
-        hits = np.flatnonzero(models["model"].to_numpy(dtype=object) == i)
-        if step is not None and "step" in models:
-            hits = hits[(models["step"].to_numpy()[hits] == step)]
+        names = column("model")
+        assert names is not None
+        hits = np.flatnonzero(names.to_numpy(dtype=object) == i)
+        steps = column("step") if step is not None else None
+        if steps is not None:
+            hits = hits[(steps.to_numpy()[hits] == step)]
         if len(hits) == 0:
             raise ModelNotFoundError(
                 f"{where}: no model {i!r}" + (f" at step {step}" if step is not None else "")

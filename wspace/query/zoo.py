@@ -275,12 +275,12 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
         return self.isel(np.flatnonzero(mask))
 
     def _position(self, i: int | str, step: int | None = None) -> int:
-        models = self._models_frame
-        if models is None:  # read only model (and step) for a name
-            assert self._lazy is not None
-            wanted = ["model", "step"] if isinstance(i, str) else []
-            models = self._lazy.frame(self._positions, wanted)
-        return row_position(models, i, step, where=self._where())
+        columns = self._columns()
+
+        def column(name: str) -> pd.Series | None:  # only model (and step) for a name
+            return self._column(name) if name in columns else None
+
+        return row_position(len(self), column, i, step, where=self._where())
 
     # -- selecting parameters ----------------------------------------------------------------
     def layer(self, name: str) -> xr.DataArray:

@@ -175,17 +175,15 @@ def _fast_series(name: str, kind: str, raw: np.ndarray) -> pd.Series | None:
 
 
 def _frame(columns: dict[str, pd.Series], n_rows: int) -> pd.DataFrame:
-    """``columns`` as a DataFrame of ``n_rows`` rows indexed from 0, its column labels an
-    object Index.
+    """``columns`` as a DataFrame of ``n_rows`` rows indexed from 0.
 
-    Built with integer labels first: pandas 3 turns string labels into an Arrow-backed
-    Index, and the first one in a process imports ``pyarrow.pandas_compat`` — 7-14 ms, more
-    than reading the 19 columns of the benchmark zoo (measured in a fresh process: 13.8 ms
-    for ``pd.DataFrame(dict)``, 0.9 ms this way).
+    pandas 3 turns string column labels into an Arrow-backed Index; the first one in a
+    process imports ``pyarrow.pandas_compat`` (7-14 ms). Object labels would avoid it but
+    make ``zoo.models`` differ from a frame a user builds (``assert_frame_equal`` fails on
+    the labels' dtype), so the frame is built only when asked for: selections, rows by name
+    and the coordinates of a DataArray read single columns.
     """
-    frame = pd.DataFrame(dict(enumerate(columns.values())), index=pd.RangeIndex(n_rows))
-    frame.columns = pd.Index(np.array(list(columns), dtype=object), dtype=object)
-    return frame
+    return pd.DataFrame(columns, index=pd.RangeIndex(n_rows))
 
 
 def read_metadata(
