@@ -179,7 +179,12 @@ def test_corrupt_metadata_chunk_is_detected(tmp_path):
     # raises, naming it, as soon as anything needs it
     zoo = wspace.open(url)
     assert len(zoo) == 4
-    for use in (lambda: zoo.models, lambda: zoo.sel(cls="church"), lambda: zoo.layer("dense_1")):
+    uses = (
+        lambda: zoo.models,
+        lambda: zoo.sel(cls="church"),
+        lambda: zoo.layer("dense_1").coords["cls"].values,  # coordinates: read when used
+    )
+    for use in uses:
         with pytest.raises(
             wspace.CorruptDataError, match="metadata of architecture 'lenet5'.*'cls'"
         ):

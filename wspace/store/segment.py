@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.core.metadata import ArrayV3Metadata
 
 from wspace.layout import Layout
 from wspace.store.backend import Backend
-from wspace.store.codecs import column_compressors
+from wspace.store.codecs import ChunkEncoder, chunk_encoder, column_compressors
 from wspace.store.columns import MISSING_STR, encode, merge_kinds
 from wspace.store.config import StoreConfig, codec_chain
 from wspace.store.faults import fault_point
@@ -205,6 +206,7 @@ class SegmentWriter:
             attrs={"writer": writer_id, "rows": ROWS_NOTE},
             format_version=format_version,
         )
+        self.encoders = [array_encoder(array) for array in self.arrays]
         self.format_version = format_version
         self.taken = taken_by_layers(layout, format_version)
         self.path = segment_path(arch, self.segment_id)
@@ -220,7 +222,7 @@ class SegmentWriter:
         self.meta_start = 0
         self.meta: list[dict[str, Any]] = []  # rows since meta_start
         self.columns: Columns = {}
-        self.column_arrays: dict[str, zarr.Array[Any]] = {}
+        self.column_arrays: dict[str, tuple[zarr.Array[Any], ChunkEncoder | None]] = {}
         self.pending_keys: list[RowKey] = []
 
     # -- appending ---------------------------------------------------------------------------
@@ -244,7 +246,7 @@ class SegmentWriter:
                 ckey = column_array(
                     name, self.taken | {k for _, k in self.columns.values()}, self.format_version
                 )
-                self.column_arrays[name] = create_column(
+                array = create_column(
                     self.path,
                     self.backend,
                     ckey,
@@ -254,6 +256,7 @@ class SegmentWriter:
                     self.meta_chunk,
                     format_version=self.format_version,
                 )
+                self.column_arrays[name] = (array, array_encoder(array))
                 self.columns[name] = (kind, ckey)
             else:
                 self.columns[name] = (kind, self.columns[name][1])
@@ -277,15 +280,17 @@ class SegmentWriter:
             self.meta = []
 
     def _write_layer(self, i: int) -> None:
-        # always a whole chunk (NaN-padded): zarr then writes without reading it first
-        self.arrays[i][self.starts[i] : self.starts[i] + self.chunks[i]] = self.bufs[i]
+        # always a whole chunk (NaN-padded): nothing is read first
+        array, encoder = self.arrays[i], self.encoders[i]
+        _write_chunk(self.backend, array, encoder, self.starts[i], self.bufs[i])
         fault_point("segment.chunk-written")
 
     def _write_meta(self) -> None:
-        region = slice(self.meta_start, self.meta_start + self.meta_chunk)
         for name, (kind, _) in self.columns.items():
             values = [row.get(name) for row in self.meta]
-            self.column_arrays[name][region] = encode(kind, values, self.meta_chunk)
+            chunk = encode(kind, values, self.meta_chunk)
+            array, encoder = self.column_arrays[name]
+            _write_chunk(self.backend, array, encoder, self.meta_start, chunk)
 
     # -- committing --------------------------------------------------------------------------
     def prepare_commit(self) -> AppendRecord | None:
@@ -324,3 +329,29 @@ class SegmentWriter:
     def pending(self) -> int:
         """Rows appended but not committed."""
         return self.n - self.committed
+
+
+def _write_chunk(
+    backend: Backend,
+    array: zarr.Array[Any],
+    encoder: ChunkEncoder | None,
+    start: int,
+    chunk: np.ndarray,
+) -> None:
+    """Write the whole chunk of ``array`` that begins at row ``start``: encoded here and
+    written through the backend when wspace knows its codec chain (``encoder``, which
+    gives the bytes zarr would write), else by zarr."""
+    rows = len(chunk)
+    if encoder is None:
+        array[start : start + rows] = chunk
+        return
+    index = (start // rows,) + (0,) * (array.ndim - 1)
+    backend.write(f"{array.path}/{array.metadata.encode_chunk_key(index)}", encoder.encode(chunk))
+
+
+def array_encoder(array: zarr.Array[Any]) -> ChunkEncoder | None:
+    """The :class:`~wspace.store.codecs.ChunkEncoder` of ``array``'s codec chain (``None``:
+    a chain that zarr encodes)."""
+    meta = array.metadata
+    chain = meta.to_dict().get("codecs") if isinstance(meta, ArrayV3Metadata) else None
+    return chunk_encoder(list(chain)) if isinstance(chain, list | tuple) else None

@@ -83,6 +83,23 @@ class LocalBackend(Backend):
             policy=self.policy,
         )
 
+    def write(self, key: str, data: bytes) -> None:
+        """Write the file at ``key`` whole, with plain file calls: a temporary file beside it,
+        renamed into place (what zarr's ``LocalStore.set`` does, without its event loop and
+        worker threads); through the wrapper if there is one."""
+        root = self.local_root()
+        if root is None:
+            super().write(key, data)
+            return
+        self.check_writable()
+        guarded_sync(
+            partial(_write_file, root / key, data),
+            url=self.url,
+            what="writing",
+            key=key,
+            policy=self.policy,
+        )
+
     def create_if_absent(self, key: str, data: bytes) -> bool:
         self._check_create()
         if self.wrappers:
@@ -153,6 +170,18 @@ def _read_file(path: Path) -> bytes | None:
         return path.read_bytes()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` by a file holding ``data``, atomically (temporary file, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _pread_ranges(path: Path, ranges: list[ByteRequest | None]) -> list[bytes] | None:
