@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from wspace.store.chunks.decode import finish, shard_index
-from wspace.store.chunks.fetch import fetch_batch, fetch_indexes, in_pool
+from wspace.store.chunks.fetch import SMALL_BYTES, fetch_batch, fetch_indexes, in_pool
 from wspace.store.chunks.layer import LayerReader
 from wspace.store.chunks.plan import ChunkUnit, Request, locate, plan_units
 
@@ -59,7 +59,9 @@ def read(requests: Sequence[Request], work: Callable[[ChunkUnit], None] = finish
 def _run(fetches: list[ChunkUnit], work: Callable[[ChunkUnit], None]) -> None:
     """Fetch a batch, then do ``work`` on every chunk of it in the pool."""
     fetch_batch(fetches)
-    in_pool(work, [u for f in fetches for u in (f.members or [f])])
+    units = [u for f in fetches for u in (f.members or [f])]
+    size = sum(len(u.data) for u in units if u.data is not None)
+    in_pool(work, units, inline=size <= SMALL_BYTES)
 
 
 def _read_with_zarr(req: Request) -> None:
