@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,7 @@ import pandas as pd
 import xarray as xr
 
 from wspace.layout import Layout
+from wspace.query.lazy_array import lazy_variable
 
 __all__ = [
     "as_slice",
@@ -20,9 +21,11 @@ __all__ = [
     "coord_values",
     "data_array",
     "layer_param_variables",
+    "lazy_model_variables",
     "model_index",
     "model_variables",
     "param_coords",
+    "param_values",
     "param_variables",
     "tensor_array",
 ]
@@ -61,19 +64,33 @@ def model_index(names: pd.Series) -> tuple[dict[str, xr.Variable], dict[str, Any
 
 @functools.lru_cache(maxsize=16)
 def param_variables(layout: Layout) -> dict[str, xr.Variable]:
-    """The ``param`` coordinates of every layer as xarray variables (cached per layout:
-    ~10 ms of string repeats for LeNet-5's 91,481 parameters)."""
-    return {k: xr.Variable(*v, fastpath=True) for k, v in param_coords(layout).items()}
+    """The ``param`` coordinates of every layer as xarray variables, computed when first
+    used (cached per layout: ~4 ms of string repeats for LeNet-5's 91,481 parameters)."""
+    names = {
+        "layer": [t.layer for t in layout.tensors],
+        "tensor": [t.name for t in layout.tensors],
+    }
+    dtypes = {k: np.dtype(f"<U{max(map(len, v), default=1)}") for k, v in names.items()}
+    dtypes["index"] = np.dtype(np.int64)
+
+    def values(name: str) -> Callable[[], np.ndarray]:
+        return lambda: param_values(layout, name)
+
+    return {k: lazy_variable(values(k), layout.size, d, "param") for k, d in dtypes.items()}
 
 
 def param_coords(layout: Layout) -> dict[str, tuple[str, np.ndarray]]:
     """``layer``, ``tensor`` and ``index`` coordinates along ``param``."""
+    return {name: ("param", param_values(layout, name)) for name in ("layer", "tensor", "index")}
+
+
+def param_values(layout: Layout, name: str) -> np.ndarray:
+    """The values of the ``param`` coordinate ``name`` (``layer``, ``tensor`` or ``index``)."""
     sizes = [t.size for t in layout.tensors]
-    return {
-        "layer": ("param", np.repeat(np.array([t.layer for t in layout.tensors]), sizes)),
-        "tensor": ("param", np.repeat(np.array([t.name for t in layout.tensors]), sizes)),
-        "index": ("param", np.concatenate([np.arange(n) for n in sizes])),
-    }
+    if name == "index":
+        return np.concatenate([np.arange(n, dtype=np.int64) for n in sizes])
+    labels = [t.layer if name == "layer" else t.name for t in layout.tensors]
+    return np.repeat(np.array(labels), sizes)
 
 
 def data_array(
@@ -172,3 +189,23 @@ def clean_record(meta: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def lazy_model_variables(
+    names: pd.Series,
+    columns: Mapping[str, np.dtype[Any] | None],
+    frame: Callable[[], pd.DataFrame],
+) -> tuple[dict[str, xr.Variable], dict[str, Any]]:
+    """The ``model`` coordinates of a zoo's rows: ``model`` (the index, from ``names``) now,
+    every other column of ``columns`` (name: dtype, ``None`` when known only once read) read
+    from ``frame()`` — the rows' scalar metadata columns — when first used."""
+    variables, indexes = model_index(names)
+    n_rows = len(names)
+
+    def column(name: str) -> Callable[[], np.ndarray]:
+        return lambda: coord_values(frame()[name])
+
+    for name, dtype in columns.items():
+        if name != "model":
+            variables[name] = lazy_variable(column(name), n_rows, dtype)
+    return variables, indexes

@@ -25,13 +25,13 @@ from wspace.query.coords import (
     clean_record,
     data_array,
     layer_param_variables,
+    lazy_model_variables,
     model_variables,
     param_variables,
     tensor_array,
 )
 from wspace.query.direct import direct_array, layer_reader
 from wspace.query.lazy import side_by_side
-from wspace.query.lazy_coords import lazy_model_variables
 from wspace.query.select import row_position, selection_mask
 from wspace.query.zoo_torch import ZooTorchMixin
 from wspace.query.zoo_weightspace import ZooWeightSpaceMixin
@@ -264,6 +264,11 @@ class Zoo(ZooTorchMixin, ZooWeightSpaceMixin):
 
         ``condition`` is a callable on the metadata DataFrame (``lambda m: m.accuracy > 0.9``)
         or a boolean array/Series/DataArray of one value per row.
+
+        The callable receives every column, JSON ones (training curves) decoded for every
+        row: the first call pays for decoding them (~60 ms for four 20-point curves on 2,000
+        rows). :meth:`sel` reads only the columns it names
+        (``sel(accuracy=lambda a: a > 0.9)``).
         """
         result = condition(self._frame()) if callable(condition) else condition
         mask = np.asarray(getattr(result, "values", result), dtype=bool)

@@ -304,9 +304,10 @@ class LazyColumns:
         return self._frame.iloc[positions].reset_index(drop=True)
 
     def _fetch(self, jobs: list[Job]) -> list[np.ndarray]:
-        """The stored values of ``jobs`` (:func:`_read`); the first fetch also gets the
-        ``zarr.json`` of every column array, so later ones take one round trip."""
-        if not self._metas and jobs:
+        """The stored values of ``jobs`` (:func:`_read`); on remote storage the first fetch
+        also gets the ``zarr.json`` of every column array, so later ones take one round trip
+        (a local store reads only those it needs: 24 files cost ~1 ms of a first ``row()``)."""
+        if not self._metas and jobs and self.backend.local_root() is None:
             every = list(dict.fromkeys(j[3] for js in self.jobs.values() for j in js))
             metas = self.backend.read_many(f"{p}/zarr.json" for p in every)
             self._metas.update(zip(every, metas, strict=True))
