@@ -153,7 +153,8 @@ def test_vacuum_reclaims_superseded_and_orphaned_data_after_grace(tmp_path):
 def test_vacuum_trims_uncommitted_chunks_of_a_live_segment(tmp_path):
     url = str(tmp_path / "z.zarr")
     wspace.create(url, LAYOUT, segment_rows=2)
-    w = wspace.writer(url, commit_every=10**6)
+    # chunks written in append (a background flush drops chunks still queued at discard())
+    w = wspace.writer(url, commit_every=10**6, background_flush=False)
     for i in range(3):
         w.append(tiny_weights(i, LAYOUT.size), model=f"m{i}")
     w.commit()  # rows 0-2 committed: chunks 0 and 1 of each layer

@@ -15,6 +15,7 @@ rows never change. Compacted archives are written by :mod:`wspace.store.archive`
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -29,6 +30,7 @@ from wspace.store.codecs import ChunkEncoder, chunk_encoder, column_compressors
 from wspace.store.columns import MISSING_STR, encode, merge_kinds
 from wspace.store.config import StoreConfig, codec_chain
 from wspace.store.faults import fault_point
+from wspace.store.flusher import ChunkFlusher, FlushTask
 from wspace.store.log import SEGMENT_ID, Columns, RowKey, new_id
 from wspace.store.naming import (
     MODEL_DIM,
@@ -178,6 +180,10 @@ class SegmentWriter:
         Architecture group name.
     writer_id
         Identifier recorded in the segment's attributes.
+    flusher
+        The writer's background flush: full chunks are handed to it and written while rows
+        go on being buffered (:mod:`wspace.store.flusher`); ``None``: written in the
+        caller's thread.
     """
 
     def __init__(
@@ -189,8 +195,10 @@ class SegmentWriter:
         arch: str,
         writer_id: str,
         format_version: int,
+        flusher: ChunkFlusher | None = None,
     ) -> None:
         self.backend = backend
+        self.flusher = flusher
         self.layout = layout
         self.arch = arch
         self.chunks = [config.segment_chunk_rows(layout.layer_size(ly)) for ly in layout.layers]
@@ -216,6 +224,7 @@ class SegmentWriter:
             np.full((rows, layout.layer_size(layer)), np.nan, dtype=np.float32)
             for rows, layer in zip(self.chunks, layout.layers, strict=True)
         ]
+        self.spare: list[list[np.ndarray]] = [[] for _ in self.bufs]  # written, for reuse
         self.n = 0  # rows appended (committed or not)
         self.committed = 0
         self.starts = [0] * len(self.chunks)  # per layer: first row of the chunk being filled
@@ -232,7 +241,8 @@ class SegmentWriter:
         """Buffer one validated row and flush the chunks that become full.
 
         A storage failure may interrupt the flush: the row stays buffered (it counts as
-        appended) and the full chunks are written by the next append or commit.
+        appended) and the full chunks are written by the next append or commit. A failure of
+        the background flush is raised here, before the row is buffered.
         """
         self.flush_full()  # what an earlier failure left unwritten, before buffers move on
         new_columns = {}
@@ -268,12 +278,22 @@ class SegmentWriter:
         self.n += 1
 
     def flush_full(self) -> None:
-        """Write every chunk (weights and metadata) whose rows are all appended."""
+        """Write every chunk (weights and metadata) whose rows are all appended.
+
+        With a background flush the weight chunks are handed over, not yet written; a
+        failure of an earlier background write is raised first.
+        """
+        if self.flusher is not None:
+            self.flusher.check()
         for i, rows in enumerate(self.chunks):
             if self.n - self.starts[i] == rows:
                 self._write_layer(i)
                 self.starts[i] = self.n
-                self.bufs[i].fill(np.nan)
+                if self.flusher is None:
+                    self.bufs[i].fill(np.nan)
+                else:  # the full buffer went to the thread: another one (a partial chunk
+                    spare = self.spare[i]  # is NaN-padded when written)
+                    self.bufs[i] = spare.pop() if spare else np.empty_like(self.bufs[i])
         if self.n - self.meta_start == self.meta_chunk:
             self._write_meta()
             self.meta_start = self.n
@@ -282,8 +302,26 @@ class SegmentWriter:
     def _write_layer(self, i: int) -> None:
         # always a whole chunk (NaN-padded): nothing is read first
         array, encoder = self.arrays[i], self.encoders[i]
-        _write_chunk(self.backend, array, encoder, self.starts[i], self.bufs[i])
-        fault_point("segment.chunk-written")
+        if self.flusher is None:
+            _write_chunk(self.backend, array, encoder, self.starts[i], self.bufs[i])
+            fault_point("segment.chunk-written")
+            return
+        filled = self.n - self.starts[i]
+        chunk = self.bufs[i]
+        spare: list[np.ndarray] | None = self.spare[i]  # where the buffer goes once written
+        if filled < self.chunks[i]:  # a partial chunk (a commit): the caller keeps filling it
+            chunk = chunk.copy()
+            chunk[filled:] = np.nan
+            spare = None
+        what = (
+            f"layer {self.layout.layers[i]!r} rows {self.starts[i]}:"
+            f"{self.starts[i] + self.chunks[i]} of segment {self.path!r} in store "
+            f"{self.backend.url!r}"
+        )
+        write = functools.partial(
+            _flush_chunk, self.backend, array, encoder, self.starts[i], chunk, spare
+        )
+        self.flusher.submit(FlushTask(write, chunk.nbytes, what))
 
     def _write_meta(self) -> None:
         for name, (kind, _) in self.columns.items():
@@ -297,12 +335,16 @@ class SegmentWriter:
         """Write the partial chunks; return the ``append`` record draft (``None``: nothing new)."""
         if self.n == self.committed:
             return None
+        if self.flusher is not None:
+            self.flusher.wait()  # chunks an earlier failure left are written again first
         self.flush_full()
         for i, start in enumerate(self.starts):
             if self.n > start:
                 self._write_layer(i)
         if self.n > self.meta_start:
             self._write_meta()
+        if self.flusher is not None:
+            self.flusher.wait()  # the record must never name a chunk not yet written
         return AppendRecord(
             arch=self.arch,
             segment=self.segment_id,
@@ -355,3 +397,19 @@ def array_encoder(array: zarr.Array[Any]) -> ChunkEncoder | None:
     meta = array.metadata
     chain = meta.to_dict().get("codecs") if isinstance(meta, ArrayV3Metadata) else None
     return chunk_encoder(list(chain)) if isinstance(chain, list | tuple) else None
+
+
+def _flush_chunk(
+    backend: Backend,
+    array: zarr.Array[Any],
+    encoder: ChunkEncoder | None,
+    start: int,
+    chunk: np.ndarray,
+    spare: list[np.ndarray] | None,
+) -> None:
+    """:func:`_write_chunk` in the flush thread; then put the buffer on ``spare`` (the
+    caller takes it from there to fill it again)."""
+    _write_chunk(backend, array, encoder, start, chunk)
+    fault_point("segment.chunk-written")
+    if spare is not None:
+        spare.append(chunk)

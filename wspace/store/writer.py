@@ -18,6 +18,7 @@ from wspace.errors import (
 from wspace.layout import Layout
 from wspace.store.backend import StoreLike, resolve
 from wspace.store.faults import fault_point
+from wspace.store.flusher import ChunkFlusher
 from wspace.store.log import CommitLog, RowKey, new_id, replay
 from wspace.store.records import AddArchRecord, AppendRecord, Record
 from wspace.store.rows import CheckedRow, RowValidator, fits
@@ -47,6 +48,13 @@ class Writer:
         Commit by itself after this many rows (default: the store's setting, 256).
     allow_nonfinite
         Accept NaN and infinite weights (refused by default).
+    background_flush
+        Encode and write full chunks in a background thread while :meth:`append` goes on
+        (default). At most 64 MiB of chunks wait for it; a storage failure there is raised
+        by the next :meth:`append`, :meth:`commit` or :meth:`close`, and the rows stay
+        pending as when the write fails in :meth:`append` itself. A commit waits for every
+        chunk before its record is published. ``False``: chunks are written inside
+        :meth:`append`.
 
     Examples
     --------
@@ -66,6 +74,7 @@ class Writer:
         storage_options: Mapping[str, Any] | None = None,
         commit_every: int | None = None,
         allow_nonfinite: bool = False,
+        background_flush: bool = True,
     ) -> None:
         self.backend = resolve(url, storage_options=storage_options)
         self.backend.check_writable()
@@ -82,6 +91,7 @@ class Writer:
         self.segments: dict[str, SegmentWriter] = {}
         self.pending: dict[RowKey, bool] = {}  # key -> replace
         self.closed = False
+        self.flusher = ChunkFlusher(name=f"wspace-flush-{self.id}") if background_flush else None
 
     # -- context manager ---------------------------------------------------------------------
     def __enter__(self) -> Writer:
@@ -155,11 +165,13 @@ class Writer:
                 arch=row.arch,
                 writer_id=self.id,
                 format_version=self.format_version,
+                flusher=self.flusher,
             )
             self.segments[row.arch] = segment
         segment.append(row.vector, row.columns, row.kinds, row.key)
         self.pending[row.key] = replace
         segment.flush_full()  # a storage error here leaves the row pending, flushed later
+        # (with the background flush the chunks are written, or fail, after this returns)
         if len(self.pending) >= self.commit_every:
             self.commit()
 
@@ -261,6 +273,8 @@ class Writer:
 
     def discard(self) -> None:
         """Drop every uncommitted row; they never become visible."""
+        if self.flusher is not None:
+            self.flusher.drop()  # chunks of those rows still queued are not written
         for name in [n for n, s in self.segments.items() if s.pending]:
             del self.segments[name]  # the next append starts a fresh segment
         self.pending.clear()
@@ -270,12 +284,16 @@ class Writer:
         block does)."""
         self.discard()
         self.closed = True
+        if self.flusher is not None:
+            self.flusher.close()
 
     def close(self) -> None:
         """Commit what is pending and close the writer."""
         if not self.closed:
             self.commit()
             self.closed = True
+            if self.flusher is not None:
+                self.flusher.close()
 
     @property
     def uncommitted(self) -> int:
@@ -296,6 +314,7 @@ def writer(
     storage_options: Mapping[str, Any] | None = None,
     commit_every: int | None = None,
     allow_nonfinite: bool = False,
+    background_flush: bool = True,
 ) -> Writer:
     """Open a :class:`Writer` on an existing store (use it as a context manager)."""
     return Writer(
@@ -303,4 +322,5 @@ def writer(
         storage_options=storage_options,
         commit_every=commit_every,
         allow_nonfinite=allow_nonfinite,
+        background_flush=background_flush,
     )
