@@ -222,7 +222,8 @@ def test_full_disk_when_the_commit_record_is_written(tmp_path, kind, trials):
     disk = SmallDisk(root, kind)
     try:
         wspace.create(disk.store(), LAYOUT, segment_rows=4, meta_rows=4)
-        w = wspace.writer(disk.store(), commit_every=10**6)
+        # chunks written in append (not by the background flush): the disk fills after them
+        w = wspace.writer(disk.store(), commit_every=10**6, background_flush=False)
         for i in range(4):
             if i == 3 and disk.kind == "byte-budget":
                 disk.budget[0] = sum(disk.sizes.values())  # full before the last row's chunks

@@ -126,8 +126,9 @@ def test_info_reports_bytes_and_layout(tmp_path):
 
 def test_vacuum_reclaims_superseded_and_orphaned_data_after_grace(tmp_path):
     url = tiny_zoo(str(tmp_path / "z.zarr"), 6, writers=3, segment_rows=2)
-    # a writer that flushed rows but never committed (as if it crashed)
-    w = wspace.writer(url, commit_every=10**6)
+    # a writer that flushed rows but never committed (as if it crashed); chunks written in
+    # append, so that they are on disk when it stops
+    w = wspace.writer(url, commit_every=10**6, background_flush=False)
     for i in range(10, 15):
         w.append(tiny_weights(i, LAYOUT.size), model=f"orphan_{i}")
     orphan = w.segments["lenet5"].path
