@@ -303,8 +303,7 @@ class SegmentWriter:
         # always a whole chunk (NaN-padded): nothing is read first
         array, encoder = self.arrays[i], self.encoders[i]
         if self.flusher is None:
-            _write_chunk(self.backend, array, encoder, self.starts[i], self.bufs[i])
-            fault_point("segment.chunk-written")
+            _write_layer_chunk(self.backend, array, encoder, self.starts[i], self.bufs[i], None)
             return
         filled = self.n - self.starts[i]
         chunk = self.bufs[i]
@@ -319,7 +318,7 @@ class SegmentWriter:
             f"{self.backend.url!r}"
         )
         write = functools.partial(
-            _flush_chunk, self.backend, array, encoder, self.starts[i], chunk, spare
+            _write_layer_chunk, self.backend, array, encoder, self.starts[i], chunk, spare
         )
         self.flusher.submit(FlushTask(write, chunk.nbytes, what))
 
@@ -399,7 +398,7 @@ def array_encoder(array: zarr.Array[Any]) -> ChunkEncoder | None:
     return chunk_encoder(list(chain)) if isinstance(chain, list | tuple) else None
 
 
-def _flush_chunk(
+def _write_layer_chunk(
     backend: Backend,
     array: zarr.Array[Any],
     encoder: ChunkEncoder | None,
@@ -407,8 +406,8 @@ def _flush_chunk(
     chunk: np.ndarray,
     spare: list[np.ndarray] | None,
 ) -> None:
-    """:func:`_write_chunk` in the flush thread; then put the buffer on ``spare`` (the
-    caller takes it from there to fill it again)."""
+    """:func:`_write_chunk` of a weight chunk (in the caller's or the flush thread); then put
+    the buffer on ``spare`` (the caller takes it from there to fill it again)."""
     _write_chunk(backend, array, encoder, start, chunk)
     fault_point("segment.chunk-written")
     if spare is not None:

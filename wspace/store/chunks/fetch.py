@@ -171,8 +171,9 @@ def fetch_batch(fetches: list[ChunkUnit]) -> None:
         finally:
             os.close(fd)
 
-    local = [f for f in fetches if not f.absent and local_root(f) is not None]
-    known = sum(SMALL_BYTES if f.stop is None else f.stop - f.start for f in local)
+    known = sum(
+        SMALL_BYTES if f.stop is None else f.stop - f.start for g in by_file.values() for f in g
+    )
     in_pool(fetch, list(by_file), inline=len(by_file) <= SMALL_FILES and known <= SMALL_BYTES)
 
 
